@@ -1,0 +1,24 @@
+# SPADE on faces: FFHQ -> BiSeNet label maps -> SPADE and baselines -> synthesis -> metrics.
+# All logic lives in the `pipeline` package; each rule calls one `python -m pipeline.<stage>` CLI.
+import shlex
+import sys
+
+sys.path.insert(0, workflow.basedir)
+# Every job (local, in a conda env, or on a cluster node) imports the package from this checkout.
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+
+from pipeline.config import section_json, validate
+
+
+configfile: "config.yaml"
+
+
+validate(config)
+
+
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        "results/data/split.csv",

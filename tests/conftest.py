@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_ffhq import FakeFfhq, FakeFfhqServer  # noqa: E402
+
+from pipeline.config import validate  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path | None:
+    """../shared (test data that must never be committed): $PIPELINE_SHARED, else beside the checkout."""
+    candidate = Path(os.environ.get("PIPELINE_SHARED", REPO.parent / "shared"))
+    return candidate if (candidate / "data" / "faces").is_dir() else None
+
+
+def face_images(count: int) -> dict[str, bytes]:
+    """`count` face files by id: real FFHQ JPEGs from ../shared, or generated PNGs without it."""
+    shared = shared_dir()
+    if shared is not None:
+        files = sorted((shared / "data" / "faces").glob("*.jpg"))[:count]
+        return {path.stem: path.read_bytes() for path in files}
+    rng = np.random.default_rng(0)
+    images = {}
+    for index in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, "PNG")
+        images[f"{index:05d}"] = buffer.getvalue()
+    return images
+
+
+@pytest.fixture
+def fake_ffhq():
+    with FakeFfhqServer(FakeFfhq(images=face_images(12))) as fake:
+        yield fake
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def data_section(fake: FakeFfhq, download_dir: Path, **overrides) -> dict:
+    """A validated `data` config section that downloads from `fake`, fast to fail and retry."""
+    ffhq = {
+        "metadata": f"{fake.base_url}/ffhq-dataset-v2.json",
+        "metadata_md5": md5(fake.metadata_bytes()),
+        "mirror": f"{fake.base_url}/mirror",
+        "dir": str(download_dir),
+        "workers": 4,
+        "retries": 2,
+        "timeout_s": 0.5,
+        "backoff_s": 0.01,
+        **overrides.pop("ffhq", {}),
+    }
+    section = {"source": "ffhq", "subsample": None, "test_fraction": 0.25, "seed": 0, "ffhq": ffhq, **overrides}
+    return validate({"data": section})["data"]

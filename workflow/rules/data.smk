@@ -1,0 +1,15 @@
+rule split:
+    """Find or download the face images, verify them, and split them into train/test."""
+    output:
+        "results/data/split.csv",
+    params:
+        data=section_json(config, "data"),
+    log:
+        "results/logs/data/split.log",
+    benchmark:
+        "results/benchmarks/data/split.tsv"
+    threads: 4
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m pipeline.data --data-json {params.data:q} --out {output} --threads {threads} > {log} 2>&1"
