@@ -2,6 +2,7 @@
 # All logic lives in the `pipeline` package; each rule calls one `python -m pipeline.<stage>` CLI.
 import shlex
 import sys
+from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 # Every job (local, in a conda env, or on a cluster node) imports the package from this checkout.
@@ -10,7 +11,8 @@ shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedi
 from pipeline.config import section_json, validate
 
 
-configfile: "config.yaml"
+# The documented defaults; a run directory's own settings come with --configfile.
+configfile: Path(workflow.basedir) / "config.yaml"
 
 
 validate(config)

@@ -1,0 +1,61 @@
+"""The config: documented defaults, and one-line errors naming the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from conftest import REPO
+
+from pipeline.config import ConfigError, DataConfig, load, validate
+
+
+def leaf_keys(tree: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in tree.items():
+        keys |= leaf_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+    return keys
+
+
+def test_config_yaml_documents_every_key_with_its_default():
+    shipped = yaml.safe_load((REPO / "config.yaml").read_text())
+    defaults = validate({})
+    assert leaf_keys(shipped) == leaf_keys(defaults)
+    assert validate(copy.deepcopy(shipped)) == defaults
+
+
+def test_defaults_fill_nested_sections():
+    config = validate({"data": {"ffhq": {"workers": 3}}})
+    assert config["data"]["ffhq"]["workers"] == 3
+    assert config["data"]["ffhq"]["kind"] == "images1024x1024"
+    assert config["data"]["test_fraction"] == 0.2
+    DataConfig.from_dict(config["data"])  # every key the schema has, the dataclass has
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"data": {"ffhq": {"workers": "many"}}}, r"^config key data\.ffhq\.workers: 'many' is not of type 'integer'$"),
+        ({"data": {"ffhq": {"workers": 0}}}, r"^config key data\.ffhq\.workers: 0 is less than the minimum of 1$"),
+        ({"data": {"test_fraction": 1.0}}, r"^config key data\.test_fraction: 1\.0 is greater than or equal"),
+        ({"data": {"subsample": 1}}, r"^config key data\.subsample: 1 is less than the minimum of 2$"),
+        ({"data": {"source": "s3"}}, r"^config key data\.source: 's3' is not one of"),
+        ({"data": {"source": "folder"}}, r"^config key data\.folder: None is not of type 'string'$"),
+        ({"data": {"ffhq": {"metadata_md5": "xyz"}}}, r"^config key data\.ffhq\.metadata_md5: 'xyz' does not match"),
+        ({"data": {"ffhq": {"mirorr": "http://x"}}}, r"^unknown config key data\.ffhq\.mirorr \(allowed here: .*mirror"),
+        ({"training": {}}, r"^unknown config key training \(allowed here: data\)$"),
+    ],
+)
+def test_bad_values_name_the_key_in_one_line(config, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        validate(config)
+    assert "\n" not in str(err.value)
+
+
+def test_load_names_the_file_it_cannot_read(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: cannot read config"):
+        load(tmp_path / "nope.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="list.yaml: a config file must be a mapping"):
+        load(tmp_path / "list.yaml")

@@ -1,0 +1,69 @@
+"""Conda environments: `--use-conda` cannot run offline here, so check that every rule names an
+env file and that the env holds every third-party package its stage's code imports."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+
+import pytest
+import yaml
+from conftest import REPO
+
+# Import name -> conda-forge package name, where they differ.
+CONDA_NAMES = {"PIL": "pillow", "yaml": "pyyaml", "torch": "pytorch", "snakemake": "snakemake-minimal"}
+
+
+def rules() -> list[tuple[str, str, str]]:
+    """(rule name, conda env path, stage module) for each rule in workflow/rules."""
+    found = []
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"^(?=rule )", smk.read_text(), flags=re.M)[1:]:
+            name = re.match(r"rule (\w+):", block).group(1)
+            conda = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", block)
+            module = re.search(r"python -m (pipeline\.\w+)", block)
+            assert conda and module, f"rule {name} in {smk.name} needs a conda env and a pipeline CLI"
+            found.append((name, str((smk.parent / conda.group(1)).resolve()), module.group(1)))
+    return found
+
+
+def third_party_imports(module: str) -> set[str]:
+    """Top-level names of non-stdlib, non-pipeline imports reachable from `module`."""
+    seen, todo, names = set(), [module], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        path = REPO / current.replace(".", "/")
+        files = sorted(path.glob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+        for file in files:
+            for node in ast.walk(ast.parse(file.read_text())):
+                imported = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+                for name in imported:
+                    if name.startswith("pipeline"):
+                        todo.append(name if (REPO / name.replace(".", "/")).exists()
+                                    or (REPO / (name.replace(".", "/") + ".py")).exists() else name.rsplit(".", 1)[0])
+                    elif name.split(".")[0] not in sys.stdlib_module_names and name != "__future__":
+                        names.add(name.split(".")[0])
+    return names
+
+
+def dependency_names(env: dict) -> set[str]:
+    return {re.split(r"[\s=<>!]", dep, maxsplit=1)[0] for dep in env["dependencies"] if isinstance(dep, str)}
+
+
+def test_every_rule_has_a_stage_and_an_env():
+    assert rules(), "no rules found"
+
+
+@pytest.mark.parametrize("rule, env_path, module", rules())
+def test_env_holds_what_the_stage_imports(rule, env_path, module):
+    env = yaml.safe_load(open(env_path))
+    assert "conda-forge" in env["channels"]
+    deps = dependency_names(env)
+    assert "python" in deps
+    missing = {CONDA_NAMES.get(name, name) for name in third_party_imports(module)} - deps
+    assert not missing, f"rule {rule}: {env_path} lacks {sorted(missing)}"

@@ -1,0 +1,81 @@
+"""The Snakemake workflow itself: lint, offline dry run, config errors before any job, and a
+real run of the data rule against a loopback FFHQ mirror."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, data_section, md5, shared_dir
+
+from pipeline.data.split import read_split
+from pipeline.files import file_digest
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
+    # Rules call `python`: make it this interpreter, with the package and its dependencies.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(cwd), *args],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
+    )
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake("--lint", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_dry_run_of_the_split_works_offline(tmp_path):
+    result = snakemake("-n", "results/data/split.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "rule split:" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_config_stops_before_any_job_naming_the_key(tmp_path):
+    (tmp_path / "bad.yaml").write_text("data:\n  ffhq:\n    workers: 0\n")
+    result = snakemake("results/data/split.csv", "--cores", "1", "--configfile", "bad.yaml", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "config key data.ffhq.workers: 0 is less than the minimum of 1" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_split_rule_downloads_from_a_loopback_mirror(fake_ffhq, tmp_path):
+    section = data_section(fake_ffhq, Path("resources/ffhq"), subsample=8)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"data": section}))
+    result = snakemake("results/data/split.csv", "--cores", "2", "--configfile", "run.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + (tmp_path / "results/logs/data/split.log").read_text()
+    rows = read_split(tmp_path / "results/data/split.csv")
+    assert len(rows) == 8 and sum(row.split == "test" for row in rows) == 2
+    for row in rows:
+        assert file_digest(tmp_path / row.path, "md5") == md5(fake_ffhq.images[row.image_id])
+    assert "wrote results/data/split.csv: 6 train, 2 test images" in (tmp_path / "results/logs/data/split.log").read_text()
+    assert (tmp_path / "results/benchmarks/data/split.tsv").exists()
+
+
+def test_failed_download_leaves_no_split(fake_ffhq, tmp_path):
+    fake_ffhq.missing.add("00001")
+    section = data_section(fake_ffhq, Path("resources/ffhq"))
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"data": section}))
+    result = snakemake("results/data/split.csv", "--cores", "1", "--configfile", "run.yaml", cwd=tmp_path)
+    assert result.returncode != 0
+    log = (tmp_path / "results/logs/data/split.log").read_text()
+    assert "1 of 12 downloads failed: 00001" in log
+    assert not (tmp_path / "results/data/split.csv").exists()
+
+
+@pytest.mark.skipif(shared_dir() is None, reason="needs the offline FFHQ sample in ../shared")
+def test_smoke_config_splits_real_faces(tmp_path):
+    smoke = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
+    smoke["data"]["folder"] = str(shared_dir() / "data" / "faces")  # the smoke config's path, from here
+    (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(smoke))
+    result = snakemake("results/data/split.csv", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = read_split(tmp_path / "results/data/split.csv")
+    assert len(rows) == 40 and sum(row.split == "test" for row in rows) == 10
