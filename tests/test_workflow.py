@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 from conftest import REPO, data_section, md5, shared_dir
 
 from pipeline.data.split import read_split
@@ -79,3 +80,27 @@ def test_smoke_config_splits_real_faces(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = read_split(tmp_path / "results/data/split.csv")
     assert len(rows) == 40 and sum(row.split == "test" for row in rows) == 10
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.data", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_cli_with_a_config_file(tmp_path):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(6):
+        Image.new("RGB", (8, 8), (index, 0, 0)).save(faces / f"{index:05d}.png")
+    (tmp_path / "run.yaml").write_text(f"data: {{source: folder, folder: {faces}, subsample: 5, test_fraction: 0.2}}\n")
+    result = run_cli("--configfile", "run.yaml", "--out", "split.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [row.split for row in read_split(tmp_path / "split.csv")].count("test") == 1
+
+
+def test_cli_error_is_one_line_naming_the_key_and_writes_nothing(tmp_path):
+    (tmp_path / "bad.yaml").write_text("data: {source: folder, folder: /no/such/dir}\n")
+    result = run_cli("--configfile", "bad.yaml", "--out", "split.csv", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].endswith("config key data.folder: /no/such/dir is not a directory")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "split.csv").exists()
