@@ -37,7 +37,7 @@ class QuotaExceeded(DownloadError):
 
 
 class _Transient(Exception):
-    """A failure worth another attempt (5xx, timeout, cut connection, wrong bytes)."""
+    """A failed request worth another attempt (5xx, 429, an unusable HTML page or Range answer)."""
 
 
 @dataclass(frozen=True)

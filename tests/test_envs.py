@@ -44,8 +44,7 @@ def third_party_imports(module: str) -> set[str]:
                     [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
                 for name in imported:
                     if name.startswith("pipeline"):
-                        todo.append(name if (REPO / name.replace(".", "/")).exists()
-                                    or (REPO / (name.replace(".", "/") + ".py")).exists() else name.rsplit(".", 1)[0])
+                        todo.append(name)  # a module or package: `from pipeline.x import y` names pipeline.x
                     elif name.split(".")[0] not in sys.stdlib_module_names and name != "__future__":
                         names.add(name.split(".")[0])
     return names
