@@ -88,6 +88,23 @@ class DataConfig:
         return cls(**{**section, "ffhq": FfhqSource(**section["ffhq"])})
 
 
+@dataclass(frozen=True)
+class ParsingConfig:
+    weights: str | None
+    weights_url: str
+    size: int
+    device: str
+    amp: bool
+    batch_size: int
+    workers: int
+    shard_size: int
+
+    @classmethod
+    def from_dict(cls, section: dict) -> "ParsingConfig":
+        """Build from the validated `parsing` section of the config."""
+        return cls(**section)
+
+
 def section_json(config: dict, name: str) -> str:
     """One config section as compact JSON: what a rule passes to its stage's CLI, so that
     Snakemake reruns a stage exactly when its own section changes."""

@@ -44,7 +44,10 @@ def test_defaults_fill_nested_sections():
         ({"data": {"source": "folder"}}, r"^config key data\.folder: None is not of type 'string'$"),
         ({"data": {"ffhq": {"metadata_md5": "xyz"}}}, r"^config key data\.ffhq\.metadata_md5: 'xyz' does not match"),
         ({"data": {"ffhq": {"mirorr": "http://x"}}}, r"^unknown config key data\.ffhq\.mirorr \(allowed here: .*mirror"),
-        ({"training": {}}, r"^unknown config key training \(allowed here: data\)$"),
+        ({"training": {}}, r"^unknown config key training \(allowed here: data, parsing\)$"),
+            ({"parsing": {"size": 100}}, r"^config key parsing\.size: 100 is not a multiple of 32$"),
+            ({"parsing": {"device": "tpu"}}, r"^config key parsing\.device: 'tpu' is not one of"),
+            ({"parsing": {"shard_size": 0}}, r"^config key parsing\.shard_size: 0 is less than the minimum of 1$"),
     ],
 )
 def test_bad_values_name_the_key_in_one_line(config, message):

@@ -12,15 +12,17 @@ import yaml
 from conftest import REPO
 
 # Import name -> conda-forge package name, where they differ.
-CONDA_NAMES = {"PIL": "pillow", "yaml": "pyyaml", "torch": "pytorch", "snakemake": "snakemake-minimal"}
+CONDA_NAMES = {"PIL": "pillow", "yaml": "pyyaml", "torch": "pytorch", "snakemake": "snakemake-minimal", "cv2": "opencv"}
 
 
 def rules() -> list[tuple[str, str, str]]:
     """(rule name, conda env path, stage module) for each rule in workflow/rules."""
     found = []
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"^(?=rule )", smk.read_text(), flags=re.M)[1:]:
-            name = re.match(r"rule (\w+):", block).group(1)
+        for block in re.split(r"^(?=(?:rule|checkpoint) )", smk.read_text(), flags=re.M)[1:]:
+            name = re.match(r"(?:rule|checkpoint) (\w+):", block).group(1)
+            if "shell:" not in block:
+                continue  # a target rule that only gathers inputs runs nothing
             conda = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", block)
             module = re.search(r"python -m (pipeline\.\w+)", block)
             assert conda and module, f"rule {name} in {smk.name} needs a conda env and a pipeline CLI"
@@ -51,7 +53,11 @@ def third_party_imports(module: str) -> set[str]:
 
 
 def dependency_names(env: dict) -> set[str]:
-    return {re.split(r"[\s=<>!]", dep, maxsplit=1)[0] for dep in env["dependencies"] if isinstance(dep, str)}
+    """Package names of the conda dependencies and of the pip section, if any."""
+    deps = []
+    for dep in env["dependencies"]:
+        deps.extend(dep.get("pip", []) if isinstance(dep, dict) else [dep])
+    return {re.split(r"[\s=<>!]", dep, maxsplit=1)[0] for dep in deps}
 
 
 def test_every_rule_has_a_stage_and_an_env():

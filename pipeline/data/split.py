@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
 from pipeline.config import ConfigError
 from pipeline.errors import PipelineError

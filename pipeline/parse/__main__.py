@@ -1,0 +1,83 @@
+"""`python -m pipeline.parse`: the face parsing stage.
+
+weights  download facexlib's pretrained BiSeNet and verify it
+shard    parse one shard of the split into label maps and list them in a manifest CSV
+preview  draw the first images of a manifest with their label maps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from pipeline import cli
+from pipeline.config import ParsingConfig, load
+from pipeline.data.split import read_split
+from pipeline.parse.manifest import read_manifest, write_manifest
+from pipeline.parse.parser import FaceParser, parse_images
+from pipeline.parse.preview import write_preview
+from pipeline.parse.weights import download_weights
+from pipeline.shards import shard_items
+
+log = logging.getLogger("pipeline.parse")
+
+
+def parse_shard(
+    cfg: ParsingConfig, weights: Path, split_csv: Path, shard: int, labels_dir: Path, manifest: Path
+) -> None:
+    """Parse the images of one shard of the split to labels_dir/{image_id}.png, then list them."""
+    rows = shard_items(read_split(split_csv), shard, cfg.shard_size)
+    labels = [labels_dir / f"{row.image_id}.png" for row in rows]
+    parser = FaceParser(weights, cfg.size, cfg.device, cfg.amp)
+    log.info("shard %d: %d images on %s (%s)", shard, len(rows), parser.device, parser.provenance)
+    parsed = parse_images(parser, [row.path for row in rows], labels, cfg.batch_size, cfg.workers, f"shard {shard}")
+    write_manifest(((row.image_id, row.split, row.path, str(label)) for row, label in zip(rows, labels)), manifest)
+    log.info("shard %d: parsed %d, %d were already done; wrote %s", shard, parsed, len(rows) - parsed, manifest)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.parse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    weights = commands.add_parser("weights", help="download and verify facexlib's BiSeNet weights")
+    weights.add_argument("--url", required=True)
+    weights.add_argument("--out", type=Path, required=True)
+
+    shard = commands.add_parser("shard", help="parse one shard of the split")
+    given = shard.add_mutually_exclusive_group(required=True)
+    given.add_argument("--parsing-json", help="the validated `parsing` config section as JSON (what the rule passes)")
+    given.add_argument("--configfile", type=Path, help="a pipeline config YAML; validated, defaults filled in")
+    shard.add_argument("--weights", type=Path, required=True, help="BiSeNet state dict")
+    shard.add_argument("--split", type=Path, required=True, help="split CSV of the data stage")
+    shard.add_argument("--shard", type=int, required=True, help="shard number, from 0")
+    shard.add_argument("--labels-dir", type=Path, required=True, help="where {image_id}.png label maps go")
+    shard.add_argument("--manifest", type=Path, required=True, help="CSV listing the shard's label maps")
+    shard.add_argument("--threads", type=int, default=1, help="CPU threads for the model when it runs on the CPU")
+
+    show = commands.add_parser("preview", help="grid of images, label maps and a legend")
+    show.add_argument("--manifest", type=Path, required=True)
+    show.add_argument("--count", type=int, default=6, help="how many faces")
+    show.add_argument("--out", type=Path, required=True)
+
+    args = parser.parse_args()
+    if args.command == "weights":
+        download_weights(args.url, args.out)
+    elif args.command == "shard":
+        section = load(args.configfile)["parsing"] if args.configfile else json.loads(args.parsing_json)
+        torch.set_num_threads(max(1, args.threads))
+        parse_shard(
+            ParsingConfig.from_dict(section), args.weights, args.split, args.shard, args.labels_dir, args.manifest
+        )
+    else:
+        rows = read_manifest(args.manifest)[: args.count]
+        write_preview([row["path"] for row in rows], [row["label"] for row in rows], args.out)
+
+
+if __name__ == "__main__":
+    cli.run(main)
