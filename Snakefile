@@ -9,6 +9,7 @@ sys.path.insert(0, workflow.basedir)
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from pipeline.config import section_json, validate
+from pipeline.shards import shard_count
 
 
 # The documented defaults; a run directory's own settings come with --configfile.
@@ -18,9 +19,11 @@ configfile: Path(workflow.basedir) / "config.yaml"
 validate(config)
 
 
+include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/parse.smk"
 
 
 rule all:
     input:
-        "results/data/split.csv",
+        rules.parse_all.input,

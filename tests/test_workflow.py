@@ -13,8 +13,12 @@ import yaml
 from PIL import Image
 from conftest import REPO, data_section, md5, shared_dir
 
+from seeded_parser import write_seeded_weights
+
 from pipeline.data.split import read_split
 from pipeline.files import file_digest
+from pipeline.labelmaps import read_label
+from pipeline.parse.manifest import read_manifest
 
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -35,7 +39,7 @@ def test_lint_is_clean(tmp_path):
 def test_dry_run_of_the_split_works_offline(tmp_path):
     result = snakemake("-n", "results/data/split.csv", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "rule split:" in result.stdout + result.stderr
+    assert "checkpoint split:" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
 
 
@@ -72,14 +76,47 @@ def test_failed_download_leaves_no_split(fake_ffhq, tmp_path):
 
 
 @pytest.mark.skipif(shared_dir() is None, reason="needs the offline FFHQ sample in ../shared")
-def test_smoke_config_splits_real_faces(tmp_path):
+def test_smoke_config_parses_every_image_in_shards(tmp_path):
     smoke = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
     smoke["data"]["folder"] = str(shared_dir() / "data" / "faces")  # the smoke config's path, from here
+    write_seeded_weights(tmp_path / smoke["parsing"]["weights"])
     (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(smoke))
-    result = snakemake("results/data/split.csv", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path)
+    result = snakemake("parse_all", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = read_split(tmp_path / "results/data/split.csv")
     assert len(rows) == 40 and sum(row.split == "test" for row in rows) == 10
+
+    manifests = sorted((tmp_path / "results/labels/shards").glob("*.csv"))
+    assert [m.name for m in manifests] == ["0.csv", "1.csv", "2.csv"]  # 40 images in shards of 16
+    listed = [row for m in manifests for row in read_manifest(m)]
+    assert [row["image_id"] for row in listed] == [row.image_id for row in rows]
+    for row in listed:
+        assert read_label(tmp_path / row["label"]).shape == (256, 256)
+    with Image.open(tmp_path / "results/labels/preview.png") as preview:
+        assert preview.width > 6 * 150
+    assert "parsed 8, 0 were already done" in (tmp_path / "results/logs/parse/shard_2.log").read_text()
+
+    again = snakemake("parse_all", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    forced = snakemake("parse_all", "--cores", "2", "--configfile", "smoke.yaml", "--forcerun", "parse_shard",
+                       cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert "parsed 0, 16 were already done" in (tmp_path / "results/logs/parse/shard_0.log").read_text()
+
+
+def test_missing_users_weights_file_is_named_before_any_job(tmp_path):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(4):
+        Image.new("RGB", (8, 8), (index, 0, 0)).save(faces / f"{index:05d}.png")
+    (tmp_path / "run.yaml").write_text(
+        f"data: {{source: folder, folder: {faces}, subsample: 4, test_fraction: 0.25}}\n"
+        "parsing: {weights: /no/such/bisenet.pth}\n"
+    )
+    result = snakemake("parse_all", "--cores", "1", "--configfile", "run.yaml", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "/no/such/bisenet.pth" in result.stdout + result.stderr
+    assert not (tmp_path / "results/labels").exists()
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -1,5 +1,6 @@
-rule split:
-    """Find or download the face images, verify them, and split them into train/test."""
+checkpoint split:
+    """Find or download the face images, verify them, and split them into train/test.
+    A checkpoint: how many parsing shards follow depends on how many images it finds."""
     output:
         "results/data/split.csv",
     params:

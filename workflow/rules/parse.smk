@@ -1,0 +1,65 @@
+rule parser_weights:
+    """Download facexlib's pretrained BiSeNet once; accepted only with its size and sha256."""
+    output:
+        DOWNLOADED_WEIGHTS,
+    params:
+        url=PARSING["weights_url"],
+    log:
+        "results/logs/parse/weights.log",
+    benchmark:
+        "results/benchmarks/parse/weights.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.parse weights --url {params.url:q} --out {output:q} > {log} 2>&1"
+
+
+rule parse_shard:
+    """Parse one shard of the split into results/labels/{image_id}.png; the manifest lists them.
+    Label maps this parser already made are skipped, so a rerun or a requeued job resumes."""
+    input:
+        split="results/data/split.csv",
+        weights=PARSER_WEIGHTS,
+    output:
+        "results/labels/shards/{shard}.csv",
+    wildcard_constraints:
+        shard=r"\d+",
+    params:
+        parsing=section_json(config, "parsing"),
+        labels_dir=lambda wildcards, output: Path(output[0]).parent.parent,
+    log:
+        "results/logs/parse/shard_{shard}.log",
+    benchmark:
+        "results/benchmarks/parse/shard_{shard}.tsv"
+    threads: PARSING["workers"] + 1
+    resources:
+        gpu=0 if PARSING["device"] == "cpu" else 1,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.parse shard --parsing-json {params.parsing:q} --weights {input.weights:q}"
+        " --split {input.split} --shard {wildcards.shard} --labels-dir {params.labels_dir}"
+        " --manifest {output} --threads {threads} > {log} 2>&1"
+
+
+rule parse_preview:
+    """A few faces of the first shard beside their label maps, with the class legend."""
+    input:
+        "results/labels/shards/0.csv",
+    output:
+        "results/labels/preview.png",
+    log:
+        "results/logs/parse/preview.log",
+    benchmark:
+        "results/benchmarks/parse/preview.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.parse preview --manifest {input} --out {output} > {log} 2>&1"
+
+
+rule parse_all:
+    """Every image of the split parsed, and the preview."""
+    input:
+        parse_shard_manifests,
+        "results/labels/preview.png",
