@@ -93,6 +93,17 @@ class _ParserInputs(Dataset):
         return index, torch.from_numpy(image).permute(2, 0, 1).contiguous(), ""
 
 
+def parser_inputs(
+    paths: Sequence[str | os.PathLike], size: int, batch_size: int, workers: int, pin_memory: bool
+) -> DataLoader:
+    """Batches of (indices, N x 3 x size x size uint8 images, error messages) decoded and
+    resized by `workers` processes while the caller runs the model."""
+    # Each worker is a process decoding one image at a time, so OpenCV's own threads would only
+    # compete. Set here, before the fork: set in a forked worker it deadlocks on the parent's pool.
+    cv2.setNumThreads(1)
+    return DataLoader(_ParserInputs(paths, size), batch_size=batch_size, num_workers=workers, pin_memory=pin_memory)
+
+
 def parse_images(
     parser: FaceParser,
     sources: Sequence[str | os.PathLike],
@@ -115,15 +126,7 @@ def parse_images(
         )
     if not todo:
         return 0
-    # Each DataLoader worker is a process doing one image at a time, so OpenCV's own threads would
-    # only compete. Set here, before the fork: in a forked worker it deadlocks on the parent's pool.
-    cv2.setNumThreads(1)
-    loader = DataLoader(
-        _ParserInputs([src for src, _ in todo], parser.size),
-        batch_size=batch_size,
-        num_workers=workers,
-        pin_memory=parser.device.type == "cuda",
-    )
+    loader = parser_inputs([src for src, _ in todo], parser.size, batch_size, workers, parser.device.type == "cuda")
     # PNG encoding runs in threads (zlib releases the GIL) so the model need not wait for it;
     # the queue of unfinished writes is bounded to keep memory flat on long lists.
     with ThreadPoolExecutor(max_workers=4) as writer, tqdm(total=len(todo), desc=desc, unit="img") as bar:
