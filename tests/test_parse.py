@@ -107,6 +107,15 @@ def test_label_map_is_a_palette_png_of_class_indices_with_provenance(seeded_weig
         assert tuple(image.getpalette()[3:6]) == (230, 160, 120)  # skin's colour
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fp16_label_maps_agree_with_cpu_fp32(seeded_weights, faces, tmp_path):
+    cpu = parse_to(tmp_path / "cpu", FaceParser(seeded_weights, 512, device="cpu"), faces[:4])
+    cuda = parse_to(tmp_path / "cuda", FaceParser(seeded_weights, 512, device="cuda", amp=True), faces[:4], workers=2)
+    for a, b in zip(cpu, cuda):
+        assert (read_label(a) == read_label(b)).mean() >= 0.99
+
+
 # --- resuming and errors -------------------------------------------------------------------
 
 
