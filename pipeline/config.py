@@ -33,7 +33,39 @@ def validate(config: dict) -> dict:
         if not isinstance(err.__context__, ValidationError):
             raise
         raise ConfigError(_describe(err.__context__)) from None
+    _check_models(config)
     return config
+
+
+def _check_models(config: dict) -> None:
+    """What the schema cannot say: model names in `compare` exist, each model's training
+    overrides are valid training settings, and its options fit its generator."""
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    models = config["models"]
+    for index, name in enumerate(config["compare"]):
+        if name not in models:
+            raise ConfigError(f"config key compare.{index}: unknown model {name!r} (models: {', '.join(models)})")
+    training_schema = yaml.safe_load(SCHEMA_PATH.read_text())["$defs"]["training"]
+    for name, entry in models.items():
+        key = f"models.{name}"
+        for error in Draft202012Validator(training_schema).iter_errors(entry.get("training", {})):
+            error.path.extendleft(reversed(["models", name, "training"]))
+            raise ConfigError(_describe(error))
+        if entry["generator"] == "pix2pixhd":
+            if entry["vae"]:
+                raise ConfigError(f"config key {key}.vae: the pix2pixhd generator has no VAE; use generator: spade")
+            if entry["norm"] != "batch":
+                raise ConfigError(f"config key {key}.norm: SPADE's norm; the pix2pixhd generator uses instance norm")
+        elif entry["unnormalized_first"]:
+            raise ConfigError(f"config key {key}.unnormalized_first: only for generator: pix2pixhd")
+        model = ModelConfig.from_config(config, name)
+        if model.training.resolution % model.stride:
+            raise ConfigError(
+                f"config key {key}: training.resolution {model.training.resolution} is not a multiple of "
+                f"{model.stride}, this generator's total stride"
+            )
 
 
 def load(path: str | Path) -> dict:
@@ -103,6 +135,67 @@ class ParsingConfig:
     def from_dict(cls, section: dict) -> "ParsingConfig":
         """Build from the validated `parsing` section of the config."""
         return cls(**section)
+
+
+# Upsampling steps of the SPADE generator, per num_upsampling_layers.
+SPADE_UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    resolution: int
+    batch_size: int
+    iterations: int
+    decay_start: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    sample_every: int
+    lr_G: float
+    lr_D: float
+    beta1: float
+    beta2: float
+    lambda_feat: float
+    lambda_vgg: float
+    lambda_kld: float
+    vgg: bool
+    flip: bool
+    amp: bool
+    channels_last: bool
+    compile: bool
+    device: str
+    workers: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    generator: str
+    norm: str
+    vae: bool
+    num_upsampling_layers: str
+    ngf: int
+    ndf: int
+    num_D: int
+    n_layers_D: int
+    z_dim: int
+    resnet_downsample: int
+    resnet_blocks: int
+    unnormalized_first: int
+    training: TrainingConfig
+
+    @classmethod
+    def from_config(cls, config: dict, name: str) -> "ModelConfig":
+        """Model `name` of a validated config, its training overrides applied to the shared settings."""
+        entry = dict(config["models"][name])
+        training = TrainingConfig(**{**config["training"], **entry.pop("training", {})})
+        return cls(name=name, training=training, **entry)
+
+    @property
+    def stride(self) -> int:
+        """How many times the generator halves (pix2pixHD) or doubles (SPADE) its grid, as a factor."""
+        steps = SPADE_UPSAMPLINGS[self.num_upsampling_layers] if self.generator == "spade" else self.resnet_downsample
+        return 2**steps
 
 
 def section_json(config: dict, name: str) -> str:

@@ -39,14 +39,26 @@ def third_party_imports(module: str) -> set[str]:
             continue
         seen.add(current)
         path = REPO / current.replace(".", "/")
-        files = sorted(path.glob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+        if path.is_dir():  # a package runs its __init__; the stage's own package also its __main__
+            files = [f for f in (path / "__init__.py", path / "__main__.py") if f.is_file()]
+            if current != module:
+                files = files[:1]
+        else:
+            files = [path.with_suffix(".py")] if path.with_suffix(".py").is_file() else []
         for file in files:
             for node in ast.walk(ast.parse(file.read_text())):
-                imported = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                    [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+                if isinstance(node, ast.Import):
+                    imported = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    # `from pipeline.x import y`: y may be a submodule; a name that is not one is skipped
+                    imported = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                    if not node.module.startswith("pipeline"):
+                        imported = imported[:1]
+                else:
+                    continue
                 for name in imported:
                     if name.startswith("pipeline"):
-                        todo.append(name)  # a module or package: `from pipeline.x import y` names pipeline.x
+                        todo.append(name)
                     elif name.split(".")[0] not in sys.stdlib_module_names and name != "__future__":
                         names.add(name.split(".")[0])
     return names

@@ -1,0 +1,70 @@
+"""The networks of each model variant, built from its ModelConfig.
+
+normalization (SPADE and the parameter-free norms), blocks (residual blocks), generator,
+discriminator, encoder: split by role as in NVlabs/SPADE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from pipeline.config import ModelConfig
+from pipeline.labelmaps import NUM_CLASSES
+from pipeline.models.discriminator import MultiscaleDiscriminator
+from pipeline.models.encoder import ConvEncoder
+from pipeline.models.generator import Pix2PixHDGenerator, SPADEGenerator
+
+IMAGE_CHANNELS = 3
+
+
+@dataclass
+class Networks:
+    generator: nn.Module
+    discriminator: nn.Module
+    encoder: nn.Module | None
+
+
+def build_generator(model: ModelConfig, label_nc: int = NUM_CLASSES) -> nn.Module:
+    if model.generator == "spade":
+        return SPADEGenerator(
+            label_nc,
+            model.training.resolution,
+            model.ngf,
+            model.norm,
+            model.num_upsampling_layers,
+            model.vae,
+            model.z_dim,
+        )
+    return Pix2PixHDGenerator(
+        label_nc, model.ngf, model.resnet_downsample, model.resnet_blocks, model.unnormalized_first
+    )
+
+
+def build(model: ModelConfig, label_nc: int = NUM_CLASSES) -> Networks:
+    """Generator, discriminator (sees label map and image) and, for VAE models, the encoder,
+    initialised as in the reference: Xavier normal weights with gain 0.02, zero biases."""
+    networks = Networks(
+        generator=build_generator(model, label_nc),
+        discriminator=MultiscaleDiscriminator(label_nc + IMAGE_CHANNELS, model.ndf, model.n_layers_D, model.num_D),
+        encoder=ConvEncoder(model.training.resolution, model.ngf, model.z_dim) if model.vae else None,
+    )
+    for network in (networks.generator, networks.discriminator, networks.encoder):
+        if network is not None:
+            network.apply(_xavier_init)
+    return networks
+
+
+def _xavier_init(module: nn.Module) -> None:
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        # A spectral-normed layer keeps its trainable weight as the parametrization's original.
+        parametrized = getattr(module, "parametrizations", None)
+        weight = parametrized.weight.original if parametrized is not None else module.weight
+        nn.init.xavier_normal_(weight, gain=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def parameter_count(network: nn.Module | None) -> int | None:
+    return None if network is None else sum(p.numel() for p in network.parameters())

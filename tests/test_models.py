@@ -1,0 +1,137 @@
+"""The networks: parameter counts equal NVlabs/SPADE's, every variant runs, and SPADE keeps the
+semantics of uniform label maps that an input-only generator with instance norm washes out."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.config import ModelConfig, validate
+from pipeline.models import build, parameter_count
+from pipeline.models.normalization import SPADE, SwitchableNorm2d
+
+DEFAULT_MODELS = ["spade", "spade_instance", "spade_vae", "spade_switchnorm", "pix2pixhd", "pix2pixhd_noin"]
+
+
+def model(name: str, **training) -> ModelConfig:
+    config = validate({"training": training}) if training else validate({})
+    return ModelConfig.from_config(config, name)
+
+
+def tiny(name: str, resolution: int = 64) -> ModelConfig:
+    config = validate({"training": {"resolution": resolution}})
+    config["models"][name].update(ngf=8, ndf=8)
+    return ModelConfig.from_config(config, name)
+
+
+def one_hot(labels: torch.Tensor) -> torch.Tensor:
+    return F.one_hot(labels.long(), 19).permute(0, 3, 1, 2).float()
+
+
+# Measured from the NVlabs/SPADE code for label_nc 19, no instance map, 256x256, ngf = ndf = 64.
+@pytest.mark.parametrize(
+    "name, generator, discriminator, encoder",
+    [
+        ("spade", 92_538_819, 5_566_594, None),
+        ("spade_instance", 92_538_819, 5_566_594, None),
+        ("spade_vae", 109_205_443, 5_566_594, 10_463_424),
+    ],
+)
+def test_parameter_counts_equal_the_reference(name, generator, discriminator, encoder):
+    networks = build(model(name))
+    assert parameter_count(networks.generator) == generator
+    assert parameter_count(networks.discriminator) == discriminator
+    assert parameter_count(networks.encoder) == encoder
+
+
+def test_switchable_norm_adds_only_its_six_mixing_weights_per_norm():
+    spade, switch = build(model("spade")).generator, build(model("spade_switchnorm")).generator
+    norms = sum(isinstance(m, SwitchableNorm2d) for m in switch.modules())
+    assert norms == sum(isinstance(m, SPADE) for m in spade.modules()) == 18
+    assert parameter_count(switch) - parameter_count(spade) == 6 * norms
+
+
+@pytest.mark.parametrize("name", DEFAULT_MODELS)
+def test_every_variant_maps_a_label_map_to_an_image_and_d_scores_it(name):
+    torch.manual_seed(0)
+    cfg = tiny(name)
+    networks = build(cfg)
+    seg = one_hot(torch.randint(0, 19, (2, 64, 64)))
+    z = None
+    if networks.encoder is not None:
+        mu, logvar = networks.encoder(torch.rand(2, 3, 64, 64) * 2 - 1)
+        assert mu.shape == logvar.shape == (2, cfg.z_dim)
+        z = mu
+    fake = networks.generator(seg, z)
+    assert fake.shape == (2, 3, 64, 64) and fake.abs().max() <= 1
+    scores = networks.discriminator(torch.cat([seg, fake], 1))
+    assert len(scores) == cfg.num_D and len(scores[0]) == cfg.n_layers_D + 1
+    assert scores[1][-1].shape[-1] < scores[0][-1].shape[-1]  # the second scale sees a halved image
+
+
+def test_spade_keeps_uniform_label_maps_apart_where_input_plus_instance_norm_cannot():
+    """Seed 001's figure 3: a uniform label map fed at the input becomes a constant map that
+    instance norm turns into zeros, so every uniform map looks the same to the rest of the
+    network; SPADE re-injects the map at every norm. (Past the first norm the two pix2pixHD
+    outputs differ only by rounding noise that later norms amplify, so the test looks there.)"""
+    torch.manual_seed(0)
+    sky, grass = one_hot(torch.full((1, 64, 64), 0)), one_hot(torch.full((1, 64, 64), 17))
+
+    def after_first_instance_norm(name: str, seg: torch.Tensor) -> torch.Tensor:
+        generator = build(tiny(name)).generator.eval()
+        first = next(m for m in generator.modules() if isinstance(m, torch.nn.InstanceNorm2d))
+        seen = []
+        first.register_forward_hook(lambda module, inputs, output: seen.append(output))
+        with torch.no_grad():
+            generator(seg)
+        return seen[0]
+
+    torch.manual_seed(0)
+    spade = build(tiny("spade_instance")).generator.eval()
+    with torch.no_grad():
+        assert (spade(sky) - spade(grass)).abs().max() > 0.1
+    for seg in (sky, grass):
+        assert after_first_instance_norm("pix2pixhd", seg).abs().max() < 1e-6  # zeros, up to rounding
+    # seed 004: without its first two instance norms, pix2pixHD keeps them apart (activations
+    # are small at the reference's init, so compare relative to their size)
+    noin_sky, noin_grass = (after_first_instance_norm("pix2pixhd_noin", seg) for seg in (sky, grass))
+    assert noin_sky.abs().max() > 1e-5
+    assert (noin_sky - noin_grass).abs().max() > 0.5 * noin_sky.abs().max()
+
+
+def test_spade_resizes_label_maps_by_nearest_neighbour():
+    spade = SPADE("instance", 4, 19)
+    seen = {}
+
+    def keep_input(module, inputs, output):
+        seen["seg"] = inputs[0]
+
+    spade.mlp_shared.register_forward_hook(keep_input)
+    seg = one_hot(torch.randint(0, 19, (1, 32, 32)))
+    spade(torch.randn(1, 4, 8, 8), seg)
+    assert set(seen["seg"].unique().tolist()) <= {0.0, 1.0}  # no blended class values
+    assert torch.equal(seen["seg"].sum(1), torch.ones(1, 8, 8))
+
+
+def test_describe_cli_prints_the_counts_as_json():
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    def describe(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline", "describe", "--config", "config.yaml", "--model", name],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+
+    result = describe("spade_vae")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"generator": 109_205_443, "discriminator": 5_566_594, "encoder": 10_463_424}
+    unknown = describe("spaed")
+    assert unknown.returncode == 1 and "--model spaed: no such entry under models" in unknown.stderr
