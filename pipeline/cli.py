@@ -6,6 +6,8 @@ import logging
 import sys
 from collections.abc import Callable
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from pipeline.errors import PipelineError
 
 
@@ -14,7 +16,9 @@ def run(main: Callable[[], None]) -> None:
     an expected failure ends the process with its one-line message and exit status 1."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        main()
+        # Log lines go above a running progress bar instead of onto the end of its line.
+        with logging_redirect_tqdm():
+            main()
     except PipelineError as err:
         logging.getLogger("pipeline").error("%s", err)
         sys.exit(1)

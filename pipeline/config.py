@@ -4,7 +4,7 @@ each stage as a small frozen dataclass of the section that stage reads."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineError
@@ -190,6 +190,16 @@ class ModelConfig:
         entry = dict(config["models"][name])
         training = TrainingConfig(**{**config["training"], **entry.pop("training", {})})
         return cls(name=name, training=training, **entry)
+
+    def to_json(self) -> str:
+        """All settings as compact JSON: what the rules pass, so a model's jobs rerun exactly
+        when its own settings change."""
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        settings = json.loads(text)
+        return cls(**{**settings, "training": TrainingConfig(**settings["training"])})
 
     @property
     def stride(self) -> int:

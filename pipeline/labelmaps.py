@@ -56,6 +56,12 @@ CLASSES: tuple[FaceClass, ...] = tuple(
 NUM_CLASSES = len(CLASSES)
 CLASS_NAMES = tuple(c.name for c in CLASSES)
 
+# A horizontally flipped face swaps its left and right parts: class -> class after a flip.
+FLIPPED_CLASS = np.arange(NUM_CLASSES, dtype=np.uint8)
+for _left, _right in (("l_brow", "r_brow"), ("l_eye", "r_eye"), ("l_ear", "r_ear")):
+    _l, _r = CLASS_NAMES.index(_left), CLASS_NAMES.index(_right)
+    FLIPPED_CLASS[_l], FLIPPED_CLASS[_r] = _r, _l
+
 # PNG palettes have 256 entries; indices past the table are drawn white so that a stray
 # value stands out instead of looking like background.
 _PALETTE = np.full((256, 3), 255, dtype=np.uint8)

@@ -1,0 +1,80 @@
+"""Images and label maps at the working resolution, as training, synthesis and the `real`
+row of the metrics all see them: images resized with antialiasing, label maps by nearest
+neighbour (class indices must never be blended)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline.images import load_rgb
+from pipeline.labelmaps import FLIPPED_CLASS, NUM_CLASSES, read_label
+
+
+def working_image(path: str | os.PathLike, resolution: int) -> np.ndarray:
+    """resolution x resolution x 3 uint8 RGB; Pillow's bicubic filter antialiases when shrinking."""
+    return np.asarray(load_rgb(path).resize((resolution, resolution), Image.Resampling.BICUBIC))
+
+
+def working_labels(path: str | os.PathLike, resolution: int) -> np.ndarray:
+    """resolution x resolution uint8 class indices."""
+    labels = Image.fromarray(read_label(path))
+    return np.asarray(labels.resize((resolution, resolution), Image.Resampling.NEAREST))
+
+
+def _pair(args: tuple[str, str, int]) -> tuple[np.ndarray, np.ndarray]:
+    image_path, label_path, resolution = args
+    return working_image(image_path, resolution), working_labels(label_path, resolution)
+
+
+@dataclass
+class PairedFaces:
+    """All pairs in memory as uint8 tensors: images N x 3 x R x R, labels N x R x R."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def load(
+        cls, image_paths: Sequence[str], label_paths: Sequence[str], resolution: int, workers: int
+    ) -> "PairedFaces":
+        if not image_paths:
+            raise ValueError("no images to load")
+        images = torch.empty(len(image_paths), 3, resolution, resolution, dtype=torch.uint8)
+        labels = torch.empty(len(image_paths), resolution, resolution, dtype=torch.uint8)
+        jobs = [(image, label, resolution) for image, label in zip(image_paths, label_paths)]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pairs = pool.map(_pair, jobs, chunksize=16)
+            for index, (image, label) in enumerate(tqdm(pairs, total=len(jobs), desc="load", unit="img")):
+                images[index] = torch.from_numpy(image).permute(2, 0, 1)
+                labels[index] = torch.from_numpy(label)
+        return cls(images, labels)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, indices: torch.Tensor, flips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images and labels at `indices`, mirrored where `flips` is true, with left and
+        right classes swapped in the mirrored label maps."""
+        images, labels = self.images[indices], self.labels[indices]
+        if flips.any():
+            images[flips] = images[flips].flip(-1)
+            labels[flips] = torch.from_numpy(FLIPPED_CLASS)[labels[flips].long()].flip(-1)
+        return images, labels
+
+
+def to_model_inputs(
+    images: torch.Tensor, labels: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 batches -> images in [-1, 1] and one-hot label maps, as floats on `device`."""
+    images = images.to(device, non_blocking=True).float().div_(127.5).sub_(1)
+    labels = labels.to(device, non_blocking=True).long()
+    one_hot = torch.zeros(labels.shape[0], NUM_CLASSES, *labels.shape[1:], device=device)
+    return images, one_hot.scatter_(1, labels.unsqueeze(1), 1.0)

@@ -1,0 +1,322 @@
+"""`python -m pipeline.train`: train one model variant on the train split, resumably.
+
+The loop, top to bottom: load every training pair into memory once; build the networks and
+Adam optimisers (two time-scale: D learns faster); resume from the newest checkpoint of this
+exact setting if there is one; then per step, one generator update (hinge GAN + feature
+matching + VGG + KLD for VAE models) and one discriminator update (hinge) on a fake made
+again after the generator's update, as the reference does. Checkpoints are atomic and a
+SIGTERM (a cluster preempting the job) saves one before exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline import cli
+from pipeline.config import ModelConfig, TrainingConfig, load
+from pipeline.dataset import PairedFaces, to_model_inputs
+from pipeline.errors import PipelineError
+from pipeline.files import atomic_path
+from pipeline.labelmaps import colorize
+from pipeline.models import Networks, build
+from pipeline.models.loss import (
+    VGGLoss,
+    d_hinge_loss,
+    feature_matching_loss,
+    g_hinge_loss,
+    imagenet_vgg19_features,
+    kld_loss,
+    split_scores,
+)
+from pipeline.parse.manifest import read_manifest
+from pipeline.parse.parser import resolve_device
+
+log = logging.getLogger("pipeline.train")
+
+LOG_COLUMNS = ("step", "G_gan", "G_feat", "G_vgg", "G_kld", "D_real", "D_fake", "lr_G", "lr_D", "img_per_s")
+# Settings that may change between a run and its resumption: they do not alter the steps taken so far.
+RESUMABLE_CHANGES = {
+    "iterations",
+    "decay_start",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "sample_every",
+    "workers",
+    "compile",
+    "device",
+}
+SAMPLES_IN_GRID = 4
+
+
+def run_key(model: ModelConfig) -> str:
+    """Names the checkpoints of one setting: a changed architecture or loss starts a new run
+    beside the old one instead of resuming weights that no longer fit."""
+    settings = dataclasses.asdict(model)
+    settings["training"] = {k: v for k, v in settings["training"].items() if k not in RESUMABLE_CHANGES}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def learning_rate(base: float, step: int, cfg: TrainingConfig) -> float:
+    """Constant until decay_start, then linear to 0 at `iterations`."""
+    if step < cfg.decay_start or cfg.iterations <= cfg.decay_start:
+        return base
+    return base * (cfg.iterations - step) / (cfg.iterations - cfg.decay_start)
+
+
+def batch_indices(step: int, batch_size: int, n_images: int, seed: int) -> torch.Tensor:
+    """The images of a step: consecutive positions in a stream of per-epoch permutations seeded
+    by (seed, epoch), so every image is seen once per epoch and a resumed run sees what an
+    uninterrupted one would have."""
+    positions = range(step * batch_size, (step + 1) * batch_size)
+    permutations: dict[int, torch.Tensor] = {}
+    indices = []
+    for position in positions:
+        epoch = position // n_images
+        if epoch not in permutations:
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            permutations[epoch] = torch.randperm(n_images, generator=generator)
+        indices.append(permutations[epoch][position % n_images])
+    return torch.stack(indices)
+
+
+def batch_flips(step: int, batch_size: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + 500_009 + step)
+    return torch.rand(batch_size, generator=generator) < 0.5
+
+
+class Checkpoints:
+    """step_{N}.pt files of one run: written atomically, the newest `keep` kept."""
+
+    def __init__(self, folder: Path, keep: int) -> None:
+        self.folder, self.keep = folder, keep
+
+    def newest(self) -> Path | None:
+        found = sorted(self.folder.glob("step_*.pt"))
+        return found[-1] if found else None
+
+    def save(self, state: dict, step: int) -> None:
+        with atomic_path(self.folder / f"step_{step:08d}.pt") as tmp:
+            torch.save(state, tmp)
+        for old in sorted(self.folder.glob("step_*.pt"))[: -self.keep]:
+            old.unlink()
+
+
+def training_state(networks: Networks, opt_G, opt_D, step: int) -> dict:
+    return {
+        "step": step,
+        "generator": networks.generator.state_dict(),
+        "discriminator": networks.discriminator.state_dict(),
+        "encoder": networks.encoder.state_dict() if networks.encoder is not None else None,
+        "opt_G": opt_G.state_dict(),
+        "opt_D": opt_D.state_dict(),
+        "scaler": None,  # bf16 autocast needs no loss scaling
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore(state: dict, networks: Networks, opt_G, opt_D) -> int:
+    networks.generator.load_state_dict(state["generator"])
+    networks.discriminator.load_state_dict(state["discriminator"])
+    if networks.encoder is not None:
+        networks.encoder.load_state_dict(state["encoder"])
+    opt_G.load_state_dict(state["opt_G"])
+    opt_D.load_state_dict(state["opt_D"])
+    torch.set_rng_state(state["rng_cpu"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return state["step"]
+
+
+def write_samples(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, path: Path) -> None:
+    """Rows: colourised label map, real image, fake image; one column per sample."""
+    n = min(SAMPLES_IN_GRID, len(labels))
+
+    def to_uint8(images: torch.Tensor) -> np.ndarray:
+        return ((images[:n].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+    rows = [colorize(labels[:n].cpu().numpy()), to_uint8(real), to_uint8(fake)]
+    grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
+    with atomic_path(path) as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")
+
+
+def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], out_dir: Path) -> None:
+    cfg = model.training
+    device = resolve_device(cfg.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(cfg.seed)
+    data = PairedFaces.load(image_paths, label_paths, cfg.resolution, cfg.workers)
+    log.info("%s: %d training pairs at %dx%d on %s", model.name, len(data), cfg.resolution, cfg.resolution, device)
+
+    networks = build(model)
+    for network in (networks.generator, networks.discriminator, networks.encoder):
+        if network is not None:
+            network.to(
+                device, memory_format=torch.channels_last if cfg.channels_last and cuda else torch.preserve_format
+            )
+    g_params = list(networks.generator.parameters())
+    if networks.encoder is not None:
+        g_params += list(networks.encoder.parameters())  # the encoder learns with the generator
+    opt_G = torch.optim.Adam(g_params, lr=cfg.lr_G, betas=(cfg.beta1, cfg.beta2), fused=cuda or None)
+    opt_D = torch.optim.Adam(
+        networks.discriminator.parameters(), lr=cfg.lr_D, betas=(cfg.beta1, cfg.beta2), fused=cuda or None
+    )
+    vgg = VGGLoss(imagenet_vgg19_features()).to(device) if cfg.vgg and cfg.lambda_vgg > 0 else None
+    generator, discriminator, encoder = networks.generator, networks.discriminator, networks.encoder
+    if cfg.compile:
+        generator, discriminator = torch.compile(generator), torch.compile(discriminator)
+        encoder = torch.compile(encoder) if encoder is not None else None
+
+    run_dir = out_dir / "runs" / run_key(model)
+    checkpoints = Checkpoints(run_dir / "checkpoints", cfg.keep_checkpoints)
+    running_log = run_dir / "train_log.csv"
+    step = 0
+    if (newest := checkpoints.newest()) is not None:
+        step = restore(torch.load(newest, map_location=device, weights_only=True), networks, opt_G, opt_D)
+        log.info("resumed from step %d (%s)", step, newest)
+    _truncate_log(running_log, step)
+
+    stop_requested = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and cuda)
+    memory_format = torch.channels_last if cfg.channels_last and cuda else torch.contiguous_format
+    with (
+        # Line-buffered: each step's row is on disk at once, for `tail -f` and for a killed run.
+        open(running_log, "a", newline="", buffering=1) as log_file,
+        tqdm(total=cfg.iterations, initial=step, desc=f"train {model.name}", unit="step") as bar,
+    ):
+        writer = csv.writer(log_file)
+        while step < cfg.iterations:
+            started = time.perf_counter()
+            lr_G, lr_D = learning_rate(cfg.lr_G, step, cfg), learning_rate(cfg.lr_D, step, cfg)
+            for group in opt_G.param_groups:
+                group["lr"] = lr_G
+            for group in opt_D.param_groups:
+                group["lr"] = lr_D
+            indices = batch_indices(step, cfg.batch_size, len(data), cfg.seed)
+            flips = batch_flips(step, cfg.batch_size, cfg.seed) if cfg.flip else torch.zeros(cfg.batch_size, dtype=bool)
+            images_uint8, labels_uint8 = data.batch(indices, flips)
+            real, seg = to_model_inputs(images_uint8, labels_uint8, device)
+            real, seg = real.contiguous(memory_format=memory_format), seg.contiguous(memory_format=memory_format)
+
+            # Generator step.
+            with autocast:
+                z, loss_kld = None, torch.zeros((), device=device)
+                if encoder is not None:
+                    mu, logvar = encoder(real)
+                    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation
+                    loss_kld = kld_loss(mu.float(), logvar.float()) * cfg.lambda_kld
+                fake = generator(seg, z)
+                pairs = torch.cat([torch.cat([seg, fake], 1), torch.cat([seg, real], 1)], 0)
+                fake_scores, real_scores = split_scores(discriminator(pairs), len(fake))
+                loss_gan = g_hinge_loss(fake_scores)
+                loss_feat = feature_matching_loss(real_scores, fake_scores) * cfg.lambda_feat
+                loss_vgg = (
+                    vgg(fake.float(), real) * cfg.lambda_vgg if vgg is not None else torch.zeros((), device=device)
+                )
+            opt_G.zero_grad(set_to_none=True)
+            (loss_gan + loss_feat + loss_vgg + loss_kld).backward()
+            opt_G.step()
+
+            # Discriminator step, on a fake made by the updated generator.
+            with autocast:
+                with torch.no_grad():
+                    z = None
+                    if encoder is not None:
+                        mu, logvar = encoder(real)
+                        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+                    fake = generator(seg, z).detach()
+                pairs = torch.cat([torch.cat([seg, fake], 1), torch.cat([seg, real], 1)], 0)
+                fake_scores, real_scores = split_scores(discriminator(pairs), len(fake))
+                loss_d_real, loss_d_fake = d_hinge_loss(real_scores, fake_scores)
+            opt_D.zero_grad(set_to_none=True)
+            (loss_d_fake + loss_d_real).backward()
+            opt_D.step()
+
+            step += 1
+            # One device sync per step for the log row.
+            losses = torch.stack([loss_gan, loss_feat, loss_vgg, loss_kld, loss_d_real, loss_d_fake]).detach().tolist()
+            rate = cfg.batch_size / (time.perf_counter() - started)
+            writer.writerow([step, *(f"{v:.6g}" for v in losses), f"{lr_G:.6g}", f"{lr_D:.6g}", f"{rate:.2f}"])
+            bar.update()
+            if step % cfg.sample_every == 0 or step == cfg.iterations:
+                write_samples(labels_uint8, real, fake, run_dir / "samples" / f"step_{step:08d}.png")
+            if step % cfg.checkpoint_every == 0 or step == cfg.iterations or stop_requested:
+                checkpoints.save(training_state(networks, opt_G, opt_D, step), step)
+            if stop_requested:
+                log.warning("stopped by signal at step %d; checkpoint saved, a rerun resumes from it", step)
+                raise SystemExit(128 + stop_requested[0])
+
+    weights = {
+        "model": dataclasses.asdict(model),
+        "generator": networks.generator.state_dict(),
+        "encoder": networks.encoder.state_dict() if networks.encoder is not None else None,
+    }
+    with atomic_path(out_dir / "generator.pt") as tmp:
+        torch.save(weights, tmp)
+    with atomic_path(out_dir / "train_log.csv") as tmp:
+        tmp.write_bytes(running_log.read_bytes())
+    log.info("%s: trained %d steps; wrote %s", model.name, step, out_dir / "generator.pt")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the log rows up to `step` (rows after the last checkpoint are redone on resume)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    if path.exists():
+        with open(path, newline="") as f:
+            rows = [row for row in csv.reader(f)][1:]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(LOG_COLUMNS)
+        writer.writerows(row for row in rows if row and int(row[0]) <= step)
+
+
+def train_pairs(manifests: list[Path]) -> tuple[list[str], list[str]]:
+    """Image and label paths of the train split, from the parsing manifests."""
+    rows = [row for manifest in manifests for row in read_manifest(manifest) if row["split"] == "train"]
+    if not rows:
+        raise PipelineError(f"no train images in {', '.join(map(str, manifests))}")
+    return [row["path"] for row in rows], [row["label"] for row in rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--model-json", help="the model's validated settings as JSON (what the rule passes)")
+    given.add_argument("--configfile", type=Path, help="a pipeline config YAML; then --model names the entry")
+    parser.add_argument("--model", help="a name under models: (with --configfile)")
+    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="parsing shard manifests")
+    parser.add_argument("--out-dir", type=Path, required=True, help="results/models/{model}")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for the networks on the CPU")
+    args = parser.parse_args()
+    if args.configfile:
+        if not args.model:
+            parser.error("--configfile needs --model")
+        model = ModelConfig.from_config(load(args.configfile), args.model)
+    else:
+        model = ModelConfig.from_json(args.model_json)
+    torch.set_num_threads(max(1, args.threads))
+    train(model, *train_pairs(args.manifests), args.out_dir)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,263 @@
+"""Training: losses on hand-computed inputs, the schedule and batch order, flips that swap left
+and right classes, learning on a tiny batch, every variant, and resuming after SIGTERM or a
+kill to exactly the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import REPO, face_images
+from torchvision.models import vgg19
+
+from pipeline.config import ModelConfig, validate
+from pipeline.dataset import PairedFaces
+from pipeline.labelmaps import CLASS_NAMES, write_label
+from pipeline.models.loss import VGGLoss, d_hinge_loss, feature_matching_loss, g_hinge_loss, kld_loss
+from pipeline.train import batch_indices, learning_rate, train
+
+L_EYE, R_EYE, SKIN = CLASS_NAMES.index("l_eye"), CLASS_NAMES.index("r_eye"), CLASS_NAMES.index("skin")
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> tuple[list[str], list[str]]:
+    """Eight faces with blocky label maps (background, skin, an l_eye left and an r_eye right)."""
+    folder = tmp_path_factory.mktemp("pairs")
+    images, labels = [], []
+    for index, (image_id, data) in enumerate(face_images(8).items()):
+        image = folder / f"{image_id}.img"
+        image.write_bytes(data)
+        label = np.zeros((64, 64), np.uint8)
+        label[8 + index : 56, 8:56] = SKIN
+        label[20:28, 14:24], label[20:28, 40:50] = L_EYE, R_EYE
+        write_label(label, folder / f"{image_id}.png", provenance="test")
+        images.append(str(image))
+        labels.append(str(folder / f"{image_id}.png"))
+    return images, labels
+
+
+def tiny_model(name: str = "spade", **training) -> ModelConfig:
+    settings = {"resolution": 32, "batch_size": 2, "iterations": 4, "decay_start": 2, "checkpoint_every": 2,
+                "sample_every": 2, "vgg": False, "workers": 1, **training}
+    config = validate({"training": settings})
+    config["models"][name].update(ngf=8, ndf=8)
+    return ModelConfig.from_config(config, name)
+
+
+# --- losses --------------------------------------------------------------------------------
+
+
+def test_hinge_losses_on_hand_computed_scores():
+    real = [[torch.zeros(1), torch.tensor([2.0, 0.0])], [torch.zeros(1), torch.tensor([0.5])]]
+    fake = [[torch.zeros(1), torch.tensor([-2.0, 1.0])], [torch.zeros(1), torch.tensor([0.0])]]
+    d_real, d_fake = d_hinge_loss(real, fake)
+    # scale 0: relu(1-2)=0, relu(1-0)=1 -> 0.5; scale 1: relu(0.5) -> 0.5; mean over scales 0.5
+    assert d_real.item() == pytest.approx(0.5)
+    # scale 0: relu(1-2)=0, relu(1+1)=2 -> 1; scale 1: relu(1) = 1; mean 1
+    assert d_fake.item() == pytest.approx(1.0)
+    assert g_hinge_loss(fake).item() == pytest.approx(-((-0.5) + 0.0) / 2)
+
+
+def test_feature_matching_is_l1_over_intermediate_features_averaged_over_scales():
+    real = [[torch.ones(2, 3), torch.zeros(1)], [torch.zeros(4), torch.zeros(1)]]
+    fake = [[torch.zeros(2, 3), torch.full((1,), 9.0)], [torch.full((4,), 2.0), torch.zeros(1)]]
+    # the last output (logits) is not matched: (1 + 2) / 2 scales
+    assert feature_matching_loss(real, fake).item() == pytest.approx(1.5)
+
+
+def test_kld_is_zero_for_the_prior_and_matches_the_closed_form():
+    assert kld_loss(torch.zeros(2, 5), torch.zeros(2, 5)).item() == 0
+    mu, logvar = torch.tensor([[1.0]]), torch.tensor([[np.log(4.0)]], dtype=torch.float32)
+    expected = 0.5 * (4.0 + 1.0 - 1.0 - np.log(4.0))  # KL(N(1, 4) || N(0, 1))
+    assert kld_loss(mu, logvar).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_vgg_loss_with_seeded_weights_is_zero_for_equal_images_and_weights_deep_layers_more():
+    torch.manual_seed(0)
+    loss = VGGLoss(vgg19().features)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert loss(x, x).item() == 0
+    assert loss(x, torch.rand(1, 3, 32, 32) * 2 - 1).item() > 0
+    assert all(not p.requires_grad for p in loss.parameters())
+
+
+def test_vgg_weights_load_from_the_torch_hub_cache_and_offline_missing_is_one_clear_line(tmp_path):
+    code = "from pipeline.models.loss import imagenet_vgg19_features as f; print(type(f()).__name__)"
+    env = {**os.environ, "TORCH_HOME": str(tmp_path), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
+                             timeout=120)
+    assert missing.returncode != 0
+    message = missing.stderr.strip().splitlines()[-1]
+    assert "cannot get ImageNet VGG19 weights" in message and "training.vgg: false" in message
+    assert str(tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth") in message
+
+    cached = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    assert not cached.exists() and not list(cached.parent.glob("*"))  # nothing half-downloaded
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(vgg19().state_dict(), cached)  # seeded stand-in, found where torchvision looks
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
+                           timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "Sequential"
+
+
+# --- schedule, batches, flips --------------------------------------------------------------
+
+
+def test_learning_rate_is_constant_then_linear_to_zero():
+    cfg = tiny_model(iterations=10, decay_start=6).training
+    rates = [learning_rate(1.0, step, cfg) for step in range(10)]
+    assert rates[:6] == [1.0] * 6
+    assert rates[6:] == pytest.approx([1.0, 0.75, 0.5, 0.25])
+
+
+def test_each_image_once_per_epoch_in_a_seeded_order():
+    epoch = torch.cat([batch_indices(step, 4, 12, seed=0) for step in range(3)])
+    assert sorted(epoch.tolist()) == list(range(12))
+    assert torch.equal(batch_indices(5, 4, 12, seed=0), batch_indices(5, 4, 12, seed=0))
+    assert not torch.equal(epoch, torch.cat([batch_indices(step, 4, 12, seed=1) for step in range(3)]))
+    straddling = batch_indices(2, 5, 12, seed=0)  # positions 10-14: two of epoch 0, three of epoch 1
+    assert len(straddling) == 5
+
+
+def test_flip_mirrors_image_and_label_and_swaps_left_and_right_classes(pairs):
+    data = PairedFaces.load(*pairs, resolution=64, workers=1)
+    images, labels = data.batch(torch.tensor([0, 1]), torch.tensor([True, False]))
+    assert torch.equal(images[0], data.images[0].flip(-1))
+    assert torch.equal(images[1], data.images[1])
+    original, flipped = data.labels[0], labels[0]
+    assert (original[20:28, 14:24] == L_EYE).all() and (original[20:28, 40:50] == R_EYE).all()
+    # mirrored: the eye regions trade places and classes, so l_eye is still the one on the left
+    assert (flipped[20:28, 64 - 24 : 64 - 14] == R_EYE).all()
+    assert (flipped[20:28, 64 - 50 : 64 - 40] == L_EYE).all()
+    assert torch.equal(data.labels[0], original)  # the stored data is untouched
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+def read_log(path: Path) -> list[dict[str, float]]:
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+@pytest.fixture
+def seeded_vgg_cache(tmp_path, monkeypatch) -> None:
+    """Seeded VGG19 weights where torchvision's weights API finds its download."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(vgg19().state_dict(), cached)
+
+
+def test_a_few_steps_on_a_tiny_batch_lower_both_losses(pairs, tmp_path, seeded_vgg_cache):
+    images, labels = pairs
+    model = tiny_model(iterations=40, decay_start=40, batch_size=2, flip=False, vgg=True)
+    train(model, images[:2], labels[:2], tmp_path / "out")
+    rows = read_log(tmp_path / "out" / "train_log.csv")
+    assert len(rows) == 40
+
+    def mean(key: str, part: slice) -> float:
+        return float(np.mean([sum(row[k] for k in key.split("+")) for row in rows[part]]))
+
+    # D separates real from fake; G reproduces the two faces (its perceptual loss falls)
+    d_loss, g_recon = "D_real+D_fake", "G_vgg"
+    assert mean(d_loss, slice(-8, None)) < mean(d_loss, slice(0, 8))
+    assert mean(g_recon, slice(-8, None)) < mean(g_recon, slice(0, 8))
+
+
+@pytest.mark.parametrize("name", ["spade", "spade_instance", "spade_vae", "spade_switchnorm", "pix2pixhd",
+                                  "pix2pixhd_noin"])
+def test_every_variant_trains_at_64x64_and_saves_loadable_weights(pairs, tmp_path, name):
+    model = tiny_model(name, resolution=64, iterations=2, decay_start=1)
+    train(model, *pairs, tmp_path)
+    saved = torch.load(tmp_path / "generator.pt", weights_only=True)
+    assert saved["model"]["name"] == name
+    assert (saved["encoder"] is not None) == (name == "spade_vae")
+    assert list((tmp_path / "runs").glob("*/samples/step_00000002.png"))
+
+
+def test_zero_iterations_saves_the_untrained_generator(pairs, tmp_path):
+    train(tiny_model(iterations=0), *pairs, tmp_path)
+    assert (tmp_path / "generator.pt").exists()
+    assert read_log(tmp_path / "train_log.csv") == []
+
+
+# --- resuming ------------------------------------------------------------------------------
+
+
+def run_training(workdir: Path, pairs, iterations: int) -> subprocess.Popen:
+    """The CLI on a one-shard manifest, in a subprocess that a test can signal."""
+    images, labels = pairs
+    manifest = workdir / "shard.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image_id", "split", "path", "label"])
+        writer.writerows((Path(i).stem, "train", i, label) for i, label in zip(images, labels))
+    settings = {"resolution": 32, "batch_size": 2, "iterations": iterations, "decay_start": 12,
+                "checkpoint_every": 3, "sample_every": 100, "vgg": False, "workers": 1}
+    config = {"training": settings, "models": {"spade_vae": {"generator": "spade", "vae": True, "ngf": 8, "ndf": 8}},
+              "compare": ["spade_vae"]}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", "--configfile", "config.yaml", "--model", "spade_vae",
+         "--manifests", "shard.csv", "--out-dir", "out"],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def wait_for_log_rows(workdir: Path, rows: int, process: subprocess.Popen) -> None:
+    """Until the run's running log (out/runs/<key>/train_log.csv) has `rows` steps."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        for log in (workdir / "out" / "runs").glob("*/train_log.csv"):
+            if len(log.read_text().splitlines()) > rows:
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"training did not reach {rows} steps: {process.stderr.read() if process.stderr else ''}")
+
+
+def final_weights(workdir: Path) -> dict:
+    return torch.load(workdir / "out" / "generator.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(pairs, tmp_path, how):
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    uninterrupted = run_training(straight, pairs, iterations=24)
+    _, stderr = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, stderr
+
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    first = run_training(interrupted, pairs, iterations=24)
+    wait_for_log_rows(interrupted, 4 if how == "sigkill" else 2, first)
+    first.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == (128 + signal.SIGTERM if how == "sigterm" else -signal.SIGKILL), stderr
+    if how == "sigterm":
+        assert "stopped by signal at step" in stderr and "checkpoint saved" in stderr
+    assert not (interrupted / "out" / "generator.pt").exists()
+
+    second = run_training(interrupted, pairs, iterations=24)
+    _, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0, stderr
+    assert "resumed from step" in stderr
+    a, b = final_weights(straight), final_weights(interrupted)
+    for part in ("generator", "encoder"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key}"
+    assert [r["step"] for r in read_log(interrupted / "out" / "train_log.csv")] == list(range(1, 25))
