@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 from conftest import REPO, data_section, md5, shared_dir
@@ -76,7 +77,7 @@ def test_failed_download_leaves_no_split(fake_ffhq, tmp_path):
 
 
 @pytest.mark.skipif(shared_dir() is None, reason="needs the offline FFHQ sample in ../shared")
-def test_smoke_config_parses_every_image_in_shards(tmp_path):
+def test_smoke_config_parses_every_image_in_shards_and_trains_every_model(tmp_path):
     smoke = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
     smoke["data"]["folder"] = str(shared_dir() / "data" / "faces")  # the smoke config's path, from here
     write_seeded_weights(tmp_path / smoke["parsing"]["weights"])
@@ -102,6 +103,15 @@ def test_smoke_config_parses_every_image_in_shards(tmp_path):
                        cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     assert "parsed 0, 16 were already done" in (tmp_path / "results/logs/parse/shard_0.log").read_text()
+
+    trained = snakemake("train_all", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    for model in smoke["models"]:
+        weights = torch.load(tmp_path / f"results/models/{model}/generator.pt", weights_only=True)
+        assert weights["model"]["name"] == model and weights["model"]["ngf"] == 8
+        log_rows = (tmp_path / f"results/models/{model}/train_log.csv").read_text().splitlines()
+        assert len(log_rows) == 1 + smoke["training"]["iterations"]
+        assert (tmp_path / f"results/benchmarks/train/{model}.tsv").exists()
 
 
 def test_missing_users_weights_file_is_named_before_any_job(tmp_path):

@@ -1,0 +1,31 @@
+rule train:
+    """Train one model on the train split; a rerun resumes from its newest checkpoint
+    (results/models/{model}/runs/<settings key>/checkpoints), never from step 0."""
+    input:
+        manifests=parse_shard_manifests,
+    output:
+        generator="results/models/{model}/generator.pt",
+        log_csv="results/models/{model}/train_log.csv",
+    wildcard_constraints:
+        model="|".join(config["compare"]),
+    params:
+        model=lambda wildcards: ModelConfig.from_config(config, wildcards.model).to_json(),
+        out_dir=lambda wildcards, output: Path(output.generator).parent,
+    log:
+        "results/logs/train/{model}.log",
+    benchmark:
+        "results/benchmarks/train/{model}.tsv"
+    threads: 4
+    resources:
+        gpu=lambda wildcards: 0 if ModelConfig.from_config(config, wildcards.model).training.device == "cpu" else 1,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.train --model-json {params.model:q} --manifests {input.manifests}"
+        " --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+
+
+rule train_all:
+    """Every compared model trained."""
+    input:
+        expand("results/models/{model}/generator.pt", model=config["compare"]),
