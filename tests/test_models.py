@@ -135,3 +135,15 @@ def test_describe_cli_prints_the_counts_as_json():
     assert json.loads(result.stdout) == {"generator": 109_205_443, "discriminator": 5_566_594, "encoder": 10_463_424}
     unknown = describe("spaed")
     assert unknown.returncode == 1 and "--model spaed: no such entry under models" in unknown.stderr
+
+
+@pytest.mark.parametrize("layers, resolution, grid", [("normal", 64, 2), ("more", 128, 2), ("most", 128, 1)])
+def test_num_upsampling_layers_sets_the_starting_grid_and_keeps_the_output_size(layers, resolution, grid):
+    config = validate({"training": {"resolution": resolution}})
+    config["models"]["spade"].update(ngf=8, ndf=8, num_upsampling_layers=layers)
+    generator = build(ModelConfig.from_config(config, "spade")).generator
+    assert generator.grid == grid
+    seg = one_hot(torch.randint(0, 19, (2, resolution, resolution)))  # batch norm on a 1x1 grid needs 2
+    assert generator(seg).shape == (2, 3, resolution, resolution)
+    if layers == "most":
+        assert generator.conv_img.in_channels == 4  # up_4 halves ngf once more
