@@ -47,7 +47,7 @@ def test_defaults_fill_nested_sections():
         ({"data": {"source": "folder"}}, r"^config key data\.folder: None is not of type 'string'$"),
         ({"data": {"ffhq": {"metadata_md5": "xyz"}}}, r"^config key data\.ffhq\.metadata_md5: 'xyz' does not match"),
         ({"data": {"ffhq": {"mirorr": "http://x"}}}, r"^unknown config key data\.ffhq\.mirorr \(allowed here: .*mirror"),
-        ({"trainng": {}}, r"^unknown config key trainng \(allowed here: compare, data, models, parsing, training\)$"),
+        ({"trainng": {}}, r"^unknown config key trainng \(allowed here: compare, data, metrics, models, parsing, training\)$"),
             ({"parsing": {"size": 100}}, r"^config key parsing\.size: 100 is not a multiple of 32$"),
             ({"parsing": {"device": "tpu"}}, r"^config key parsing\.device: 'tpu' is not one of"),
             ({"parsing": {"shard_size": 0}}, r"^config key parsing\.shard_size: 0 is less than the minimum of 1$"),
