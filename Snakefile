@@ -8,7 +8,7 @@ sys.path.insert(0, workflow.basedir)
 # Every job (local, in a conda env, or on a cluster node) imports the package from this checkout.
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-from pipeline.config import ModelConfig, section_json, validate
+from pipeline.config import REAL_ROW, ModelConfig, section_json, validate
 from pipeline.shards import shard_count
 
 
@@ -23,9 +23,12 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/parse.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     input:
-        rules.parse_all.input,
-        rules.train_all.input,
+        rules.table.output,

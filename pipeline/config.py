@@ -44,6 +44,8 @@ def _check_models(config: dict) -> None:
     from jsonschema import Draft202012Validator
 
     models = config["models"]
+    if REAL_ROW in models:
+        raise ConfigError(f"config key models.{REAL_ROW}: the name of the real-image row of the table; rename the model")
     for index, name in enumerate(config["compare"]):
         if name not in models:
             raise ConfigError(f"config key compare.{index}: unknown model {name!r} (models: {', '.join(models)})")
@@ -137,6 +139,9 @@ class ParsingConfig:
         return cls(**section)
 
 
+# The table row of real test images: the upper bound for accuracy and mIoU, FID's reference.
+REAL_ROW = "real"
+
 # Upsampling steps of the SPADE generator, per num_upsampling_layers.
 SPADE_UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
 
@@ -198,7 +203,11 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
-        settings = json.loads(text)
+        return cls.from_settings(json.loads(text))
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "ModelConfig":
+        """The inverse of dataclasses.asdict (as stored in a trained generator.pt)."""
         return cls(**{**settings, "training": TrainingConfig(**settings["training"])})
 
     @property

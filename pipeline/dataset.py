@@ -20,13 +20,13 @@ from pipeline.labelmaps import FLIPPED_CLASS, NUM_CLASSES, read_label
 
 def working_image(path: str | os.PathLike, resolution: int) -> np.ndarray:
     """resolution x resolution x 3 uint8 RGB; Pillow's bicubic filter antialiases when shrinking."""
-    return np.asarray(load_rgb(path).resize((resolution, resolution), Image.Resampling.BICUBIC))
+    return np.array(load_rgb(path).resize((resolution, resolution), Image.Resampling.BICUBIC))
 
 
 def working_labels(path: str | os.PathLike, resolution: int) -> np.ndarray:
     """resolution x resolution uint8 class indices."""
     labels = Image.fromarray(read_label(path))
-    return np.asarray(labels.resize((resolution, resolution), Image.Resampling.NEAREST))
+    return np.array(labels.resize((resolution, resolution), Image.Resampling.NEAREST))
 
 
 def _pair(args: tuple[str, str, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,8 @@ import yaml
 from conftest import REPO
 
 # Import name -> conda-forge package name, where they differ.
-CONDA_NAMES = {"PIL": "pillow", "yaml": "pyyaml", "torch": "pytorch", "snakemake": "snakemake-minimal", "cv2": "opencv"}
+CONDA_NAMES = {"PIL": "pillow", "yaml": "pyyaml", "torch": "pytorch", "snakemake": "snakemake-minimal", "cv2": "opencv",
+               "pytorch_fid": "pytorch-fid"}
 
 
 def rules() -> list[tuple[str, str, str]]:

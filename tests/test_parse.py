@@ -279,3 +279,13 @@ def test_read_label_refuses_images_that_are_not_label_maps(tmp_path):
     Image.fromarray(np.full((4, 4), 19, np.uint8), "L").save(out_of_range)
     with pytest.raises(PipelineError, match="class index 19 out of range"):
         read_label(out_of_range)
+
+
+def test_label_size_resizes_label_maps_by_nearest_neighbour(seeded_weights, faces, tmp_path):
+    parser = FaceParser(seeded_weights, 128, device="cpu")
+    (full,) = parse_to(tmp_path / "full", parser, faces[:1])
+    small = tmp_path / "small" / "x.png"
+    assert parse_images(parser, faces[:1], [small], batch_size=1, workers=0, label_size=32) == 1
+    expected = read_label(full)[::4, ::4]  # nearest neighbour from 128 to 32 takes every 4th pixel
+    np.testing.assert_array_equal(read_label(small), expected)
+    assert parse_images(parser, faces[:1], [small], batch_size=1, workers=0, label_size=32) == 0

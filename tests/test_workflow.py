@@ -3,6 +3,7 @@ real run of the data rule against a loopback FFHQ mirror."""
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -76,10 +77,14 @@ def test_failed_download_leaves_no_split(fake_ffhq, tmp_path):
     assert not (tmp_path / "results/data/split.csv").exists()
 
 
-@pytest.mark.skipif(shared_dir() is None, reason="needs the offline FFHQ sample in ../shared")
-def test_smoke_config_parses_every_image_in_shards_and_trains_every_model(tmp_path):
+@pytest.mark.skipif(shared_dir() is None, reason="needs the offline FFHQ sample and Inception weights in ../shared")
+def test_smoke_config_runs_from_nothing_to_the_table(tmp_path):
     smoke = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
-    smoke["data"]["folder"] = str(shared_dir() / "data" / "faces")  # the smoke config's path, from here
+    # The smoke config's relative paths, from here; and 4 training steps, not 200, to keep the suite short.
+    smoke["data"]["folder"] = str(shared_dir() / "data" / "faces")
+    smoke["metrics"]["inception_weights"] = str(shared_dir() / "weights" / "pt_inception-2015-12-05-6726825d.pth")
+    smoke["training"].update(iterations=4, decay_start=2, checkpoint_every=2, sample_every=2)
+    smoke["compare"] = ["spade", "spade_vae", "pix2pixhd"]  # every variant trains in test_train.py
     write_seeded_weights(tmp_path / smoke["parsing"]["weights"])
     (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(smoke))
     result = snakemake("parse_all", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path)
@@ -104,14 +109,25 @@ def test_smoke_config_parses_every_image_in_shards_and_trains_every_model(tmp_pa
     assert forced.returncode == 0, forced.stderr
     assert "parsed 0, 16 were already done" in (tmp_path / "results/logs/parse/shard_0.log").read_text()
 
-    trained = snakemake("train_all", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    for model in smoke["models"]:
+    table = snakemake("results/table.csv", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path, timeout=900)
+    assert table.returncode == 0, table.stderr
+    for model in smoke["compare"]:
         weights = torch.load(tmp_path / f"results/models/{model}/generator.pt", weights_only=True)
         assert weights["model"]["name"] == model and weights["model"]["ngf"] == 8
         log_rows = (tmp_path / f"results/models/{model}/train_log.csv").read_text().splitlines()
         assert len(log_rows) == 1 + smoke["training"]["iterations"]
-        assert (tmp_path / f"results/benchmarks/train/{model}.tsv").exists()
+        assert len(list((tmp_path / f"results/synth/{model}").glob("*.png"))) == 10
+    with open(tmp_path / "results/table.csv", newline="") as f:
+        table_rows = list(csv.DictReader(f))
+    assert [r["model"] for r in table_rows] == [*smoke["compare"], "real"]
+    for r in table_rows:
+        assert 0 <= float(r["pixel_accuracy_low"]) <= float(r["pixel_accuracy"]) <= float(r["pixel_accuracy_high"]) <= 1
+        assert 0 <= float(r["mIoU"]) <= 1 and float(r["FID"]) > 0 and r["n_test"] == "10" and r["resolution"] == "64"
+    for output in ("table.md", "per_class_iou.csv", "figures/samples.png", "figures/per_class_iou.png"):
+        assert (tmp_path / "results" / output).exists(), output
+    report = snakemake("--report", "report.html", "--configfile", "smoke.yaml", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "report.html").stat().st_size > 10_000
 
 
 def test_missing_users_weights_file_is_named_before_any_job(tmp_path):

@@ -17,6 +17,7 @@ import torch
 from pipeline import cli
 from pipeline.config import ParsingConfig, load
 from pipeline.data.split import read_split
+from pipeline.errors import PipelineError
 from pipeline.parse.manifest import read_manifest, write_manifest
 from pipeline.parse.parser import FaceParser, parse_images
 from pipeline.parse.preview import write_preview
@@ -65,8 +66,27 @@ def main() -> None:
     show.add_argument("--count", type=int, default=6, help="how many faces")
     show.add_argument("--out", type=Path, required=True)
 
+    folder = commands.add_parser("images", help="parse every png/jpg of a folder")
+    folder.add_argument("--parsing-json", required=True, help="the validated `parsing` config section as JSON")
+    folder.add_argument("--weights", type=Path, required=True, help="BiSeNet state dict")
+    folder.add_argument("--images", type=Path, required=True, help="folder of images")
+    folder.add_argument("--out-dir", type=Path, required=True, help="where {stem}.png label maps go")
+    folder.add_argument("--label-size", type=int, help="resize label maps (nearest) to this size")
+    folder.add_argument("--threads", type=int, default=1)
+
     args = parser.parse_args()
-    if args.command == "weights":
+    if args.command == "images":
+        cfg = ParsingConfig.from_dict(json.loads(args.parsing_json))
+        torch.set_num_threads(max(1, args.threads))
+        sources = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        if not sources:
+            raise PipelineError(f"{args.images}: no png/jpg images to parse")
+        parser_ = FaceParser(args.weights, cfg.size, cfg.device, cfg.amp)
+        destinations = [args.out_dir / f"{source.stem}.png" for source in sources]
+        parsed = parse_images(parser_, sources, destinations, cfg.batch_size, cfg.workers, "re-segment",
+                              args.label_size)
+        log.info("parsed %d of %d images of %s into %s", parsed, len(sources), args.images, args.out_dir)
+    elif args.command == "weights":
         download_weights(args.url, args.out)
     elif args.command == "shard":
         section = load(args.configfile)["parsing"] if args.configfile else json.loads(args.parsing_json)

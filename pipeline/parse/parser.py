@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -111,15 +112,19 @@ def parse_images(
     batch_size: int,
     workers: int,
     desc: str = "parse",
+    label_size: int | None = None,
 ) -> int:
     """Write the label map of each source image to its destination; return how many were parsed.
 
+    Label maps are at the parser's size, or resized to label_size x label_size by nearest
+    neighbour (re-segmented faces are compared with label maps at their working resolution).
     A destination that already holds this parser's label map is left alone, so a finished
     list costs only a header read per image and an interrupted one resumes where it stopped.
     """
     if len(sources) != len(destinations):
         raise ValueError("sources and destinations differ in length")
-    todo = [(src, Path(dst)) for src, dst in zip(sources, destinations) if label_provenance(dst) != parser.provenance]
+    provenance = parser.provenance + (f" labels:{label_size}" if label_size else "")
+    todo = [(src, Path(dst)) for src, dst in zip(sources, destinations) if label_provenance(dst) != provenance]
     if len(todo) < len(sources):
         log.info(
             "%d of %d label maps already made by this parser; skipping them", len(sources) - len(todo), len(sources)
@@ -135,8 +140,12 @@ def parse_images(
             bad = next((message for message in errors if message), None)
             if bad:
                 raise ImageReadError(bad)
-            for index, labels in zip(indices.tolist(), parser(images).numpy()):
-                pending.append(writer.submit(write_label, labels, todo[index][1], parser.provenance))
+            labels = parser(images)
+            if label_size:
+                labels = F.interpolate(labels[:, None].float(), size=(label_size, label_size), mode="nearest")
+                labels = labels[:, 0].to(torch.uint8)
+            for index, label in zip(indices.tolist(), labels.numpy()):
+                pending.append(writer.submit(write_label, label, todo[index][1], provenance))
             while len(pending) > 4 * batch_size:
                 pending.popleft().result()
             bar.update(len(indices))

@@ -7,7 +7,7 @@ rule train:
         generator="results/models/{model}/generator.pt",
         log_csv="results/models/{model}/train_log.csv",
     wildcard_constraints:
-        model="|".join(config["compare"]),
+        model=MODEL_PATTERN,
     params:
         model=lambda wildcards: ModelConfig.from_config(config, wildcards.model).to_json(),
         out_dir=lambda wildcards, output: Path(output.generator).parent,

@@ -1,0 +1,186 @@
+"""`python -m pipeline.evaluate`: the real side of the evaluation and one metrics row.
+
+  real   real test images and their ground-truth label maps at a working resolution (resized
+         as for training), plus as many real train images, the FID reference of the `real` row
+  stats  Inception statistics of a folder (the real test set's are computed once and cached)
+  row    pixel accuracy, mIoU (95% bootstrap intervals), per-class IoU, FID and KID of a row
+
+Ground truth for every row is the label map fed to the generator: the parse of the original
+image, resized by nearest neighbour to the working resolution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline import cli
+from pipeline.config import ModelConfig
+from pipeline.dataset import working_image, working_labels
+from pipeline.errors import PipelineError
+from pipeline.files import atomic_path
+from pipeline.fid import Statistics, features, frechet_distance, image_files, inception, kernel_inception_distance
+from pipeline.fid import warn_if_unstable
+from pipeline.labelmaps import CLASS_NAMES, read_label, write_label
+from pipeline.metrics import bootstrap_intervals, confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
+from pipeline.parse.manifest import read_manifest
+from pipeline.parse.parser import resolve_device
+
+log = logging.getLogger("pipeline.evaluate")
+
+
+def write_real(manifests: list[Path], resolution: int, out_dir: Path) -> None:
+    """out_dir/test/{id}.png and out_dir/truth/{id}.png for every test image, and
+    out_dir/train/{id}.png for as many train images (the first in split order)."""
+    rows = [row for manifest in manifests for row in read_manifest(manifest)]
+    test = [row for row in rows if row["split"] == "test"]
+    train = [row for row in rows if row["split"] == "train"][: len(test)]
+    if not test:
+        raise PipelineError(f"no test images in {', '.join(map(str, manifests))}")
+    if len(train) < len(test):
+        log.warning("only %d train images for the real row's FID against %d test images", len(train), len(test))
+    for row in tqdm(test, desc="real test", unit="img"):
+        _save_png(working_image(row["path"], resolution), out_dir / "test" / f"{row['image_id']}.png")
+        write_label(
+            working_labels(row["label"], resolution),
+            out_dir / "truth" / f"{row['image_id']}.png",
+            provenance=f"{row['label']} nearest {resolution}",
+        )
+    for row in tqdm(train, desc="real train", unit="img"):
+        _save_png(working_image(row["path"], resolution), out_dir / "train" / f"{row['image_id']}.png")
+
+
+def _save_png(pixels: np.ndarray, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
+
+
+def inception_statistics(folder: Path, weights: str | None, device: torch.device, batch_size: int) -> Statistics:
+    files = image_files(folder)
+    return Statistics.of(features(files, inception(weights, device), device, batch_size))
+
+
+def evaluate_row(
+    name: str,
+    truth_dir: Path,
+    prediction_dir: Path,
+    images_dir: Path,
+    real_stats: Statistics,
+    metrics_cfg: dict,
+    device: torch.device,
+) -> dict:
+    """Metrics of one table row: re-segmentations against ground truth, images against the
+    real test set's Inception statistics."""
+    truths = sorted(truth_dir.glob("*.png"))
+    if not truths:
+        raise PipelineError(f"{truth_dir}: no ground-truth label maps")
+    per_image = []
+    for truth in truths:
+        prediction = prediction_dir / truth.name
+        if not prediction.exists():
+            raise PipelineError(f"{prediction}: missing re-segmentation of test image {truth.stem}")
+        per_image.append(confusion_matrix(read_label(truth), read_label(prediction)))
+    per_image = np.stack(per_image)
+    total = per_image.sum(axis=0)
+    accuracy_ci, miou_ci = bootstrap_intervals(per_image, resamples=metrics_cfg["bootstrap"])
+
+    images = image_files(images_dir)
+    feats = features(images, inception(metrics_cfg["inception_weights"], device), device, metrics_cfg["batch_size"])
+    kid, kid_std = kernel_inception_distance(
+        feats, real_stats.features, metrics_cfg["kid_subsets"], metrics_cfg["kid_subset_size"]
+    )
+    ious = per_class_iou(total)
+    return {
+        "model": name,
+        "pixel_accuracy": pixel_accuracy(total),
+        "pixel_accuracy_low": accuracy_ci.low,
+        "pixel_accuracy_high": accuracy_ci.high,
+        "mIoU": mean_iou(total),
+        "mIoU_low": miou_ci.low,
+        "mIoU_high": miou_ci.high,
+        "FID": frechet_distance(Statistics.of(feats), real_stats),
+        "FID_unstable": warn_if_unstable(name, min(len(images), len(real_stats.features))),
+        "KID": kid,
+        "KID_std": kid_std,
+        "n_test": len(truths),
+        "per_class_iou": {cls: (None if np.isnan(v) else float(v)) for cls, v in zip(CLASS_NAMES, ious)},
+    }
+
+
+def training_summary(weights: Path, train_log: Path) -> dict:
+    """Resolution, iterations and training hours (the sum of the logged step times)."""
+    model = ModelConfig.from_settings(torch.load(weights, map_location="cpu", weights_only=True)["model"])
+    with open(train_log, newline="") as f:
+        seconds = sum(model.training.batch_size / float(row["img_per_s"]) for row in csv.DictReader(f))
+    return {
+        "resolution": model.training.resolution,
+        "iterations": model.training.iterations,
+        "train_hours": seconds / 3600,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    real = commands.add_parser("real", help="real images and ground truth at a working resolution")
+    real.add_argument("--manifests", type=Path, nargs="+", required=True)
+    real.add_argument("--resolution", type=int, required=True)
+    real.add_argument("--out-dir", type=Path, required=True)
+    stats = commands.add_parser("stats", help="Inception statistics of a folder of images")
+    stats.add_argument("--images", type=Path, required=True)
+    stats.add_argument("--out", type=Path, required=True)
+    row = commands.add_parser("row", help="metrics of one table row as JSON")
+    row.add_argument("--name", required=True)
+    row.add_argument("--truth", type=Path, required=True, help="ground-truth label maps")
+    row.add_argument("--predictions", type=Path, required=True, help="re-segmentations, same file names")
+    row.add_argument("--images", type=Path, required=True, help="the row's images for FID/KID")
+    row.add_argument("--real-stats", type=Path, required=True, help="statistics of the real test images")
+    row.add_argument("--weights", type=Path, help="the model's generator.pt (none for the real row)")
+    row.add_argument("--train-log", type=Path)
+    row.add_argument("--resolution", type=int, help="the real row's working resolution")
+    row.add_argument("--out", type=Path, required=True)
+    for command in (stats, row):
+        command.add_argument("--metrics-json", required=True, help="the validated `metrics` config section")
+    args = parser.parse_args()
+
+    if args.command == "real":
+        write_real(args.manifests, args.resolution, args.out_dir)
+        return
+    metrics_cfg = json.loads(args.metrics_json)
+    device = resolve_device(metrics_cfg["device"])
+    if args.command == "stats":
+        inception_statistics(args.images, metrics_cfg["inception_weights"], device, metrics_cfg["batch_size"]).save(
+            args.out
+        )
+        return
+    result = evaluate_row(
+        args.name, args.truth, args.predictions, args.images, Statistics.load(args.real_stats), metrics_cfg, device
+    )
+    if args.weights:
+        result.update(training_summary(args.weights, args.train_log))
+    else:
+        result.update({"resolution": args.resolution, "iterations": None, "train_hours": None})
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    log.info(
+        "%s: accuracy %.4f, mIoU %.4f, FID %.2f, KID %.4f",
+        args.name,
+        result["pixel_accuracy"],
+        result["mIoU"],
+        result["FID"],
+        result["KID"],
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,134 @@
+"""`python -m pipeline.synthesize`: faces from label maps with a trained generator.
+
+Each image is seeded by (seed, image id), so the same label map always gives the same face,
+whatever the batch. VAE models draw z at random, or, with --style IMAGE, from the encoder's
+distribution for that image (style-guided synthesis, as in the SPADE paper).
+
+    python -m pipeline.synthesize --model spade_vae --labels a.png b.png --style face.jpg --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline import cli
+from pipeline.config import ModelConfig
+from pipeline.dataset import to_model_inputs, working_image, working_labels
+from pipeline.errors import PipelineError
+from pipeline.files import atomic_path
+from pipeline.models import Networks, build
+from pipeline.parse.manifest import read_manifest
+from pipeline.parse.parser import resolve_device
+
+log = logging.getLogger("pipeline.synthesize")
+
+
+def load_trained(weights: str | os.PathLike, device: torch.device) -> tuple[ModelConfig, Networks]:
+    """A trained model's settings and networks (generator and encoder in eval mode)."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise PipelineError(f"{weights}: no trained generator (train the model first)")
+    saved = torch.load(weights, map_location="cpu", weights_only=True)
+    model = ModelConfig.from_settings(saved["model"])
+    networks = build(model)
+    networks.generator.load_state_dict(saved["generator"])
+    if networks.encoder is not None:
+        networks.encoder.load_state_dict(saved["encoder"])
+        networks.encoder.to(device).eval()
+    networks.generator.to(device).eval()
+    return model, networks
+
+
+def image_generator(seed: int, image_id: str, device: torch.device) -> torch.Generator:
+    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+@torch.inference_mode()
+def synthesize(
+    model: ModelConfig,
+    networks: Networks,
+    label_paths: Sequence[str | os.PathLike],
+    out_paths: Sequence[str | os.PathLike],
+    device: torch.device,
+    style: str | os.PathLike | None = None,
+    batch_size: int = 8,
+) -> None:
+    """Write one face per label map, at the model's working resolution."""
+    resolution = model.training.resolution
+    if style is not None and networks.encoder is None:
+        raise PipelineError(f"--style needs a VAE model; {model.name} has no encoder")
+    style_batch = None
+    if style is not None:
+        style_image = torch.from_numpy(working_image(style, resolution)).permute(2, 0, 1)[None]
+        style_batch = style_image.to(device).float().div(127.5).sub(1)
+    for start in tqdm(range(0, len(label_paths), batch_size), desc=f"synthesize {model.name}", unit="batch"):
+        labels_chunk = label_paths[start : start + batch_size]
+        outs = out_paths[start : start + batch_size]
+        labels = torch.stack([torch.from_numpy(working_labels(path, resolution)) for path in labels_chunk])
+        _, seg = to_model_inputs(torch.zeros(len(labels), 3, 1, 1, dtype=torch.uint8), labels, device)
+        z = None
+        if networks.encoder is not None:
+            noise = torch.stack(
+                [
+                    torch.randn(
+                        model.z_dim,
+                        generator=image_generator(model.training.seed, Path(out).stem, device),
+                        device=device,
+                    )
+                    for out in outs
+                ]
+            )
+            if style_batch is not None:
+                mu, logvar = networks.encoder(style_batch)
+                z = mu + noise * torch.exp(0.5 * logvar)
+            else:
+                z = noise
+        fake = networks.generator(seg, z)
+        pixels = ((fake.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        for image, out in zip(pixels, outs):
+            with atomic_path(out) as tmp:
+                Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.synthesize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a trained model's name: its weights are results/models/NAME/generator.pt")
+    which.add_argument("--weights", type=Path, help="a generator.pt written by the training stage")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--labels", type=Path, nargs="+", help="label map PNGs (class indices)")
+    source.add_argument("--manifests", type=Path, nargs="+", help="parsing manifests: their test images are used")
+    parser.add_argument("--style", type=Path, help="style image for a VAE model's encoder")
+    parser.add_argument("--out", "--out-dir", dest="out", type=Path, required=True, help="folder for {image_id}.png")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    weights = args.weights or Path("results/models") / args.model / "generator.pt"
+    model, networks = load_trained(weights, device)
+    if args.labels:
+        labels = [str(path) for path in args.labels]
+    else:
+        rows = [row for manifest in args.manifests for row in read_manifest(manifest) if row["split"] == "test"]
+        labels = [row["label"] for row in rows]
+    outs = [args.out / f"{Path(label).stem}.png" for label in labels]
+    synthesize(model, networks, labels, outs, device, args.style, args.batch_size)
+    log.info("%s: wrote %d faces to %s", model.name, len(outs), args.out)
+
+
+if __name__ == "__main__":
+    cli.run(main)
