@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +129,15 @@ def test_smoke_config_runs_from_nothing_to_the_table(tmp_path):
     report = snakemake("--report", "report.html", "--configfile", "smoke.yaml", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "report.html").stat().st_size > 10_000
+
+    # Changing one model's settings reruns that model's jobs and the table, nothing else.
+    smoke["models"]["spade_vae"]["training"] = {"lr_G": 0.0002}
+    (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(smoke))
+    plan = snakemake("results/table.csv", "-n", "--configfile", "smoke.yaml", cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    planned = set(re.findall(r"^(\w+)\s+\d+\s*$", plan.stdout, flags=re.M)) - {"total", "job"}
+    assert planned == {"train", "synthesize", "resegment", "evaluate", "table"}, plan.stdout
+    assert re.search(r"^train\s+1\s*$", plan.stdout, flags=re.M), plan.stdout
 
 
 def test_missing_users_weights_file_is_named_before_any_job(tmp_path):
