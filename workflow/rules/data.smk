@@ -10,6 +10,9 @@ checkpoint split:
     benchmark:
         "results/benchmarks/data/split.tsv"
     threads: 4
+    resources:
+        mem_mb=4000,
+        runtime=720,
     conda:
         "../../envs/data.yaml"
     shell:

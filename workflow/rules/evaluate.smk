@@ -14,6 +14,8 @@ rule synthesize:
     benchmark:
         "results/benchmarks/synthesize/{model}.tsv"
     resources:
+        mem_mb=8000,
+        runtime=120,
         gpu=0 if config["metrics"]["device"] == "cpu" else 1,
     conda:
         "../../envs/torch.yaml"
@@ -39,6 +41,9 @@ rule real_images:
         "results/logs/evaluate/real_{resolution}.log",
     benchmark:
         "results/benchmarks/evaluate/real_{resolution}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=120,
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -59,6 +64,8 @@ rule real_stats:
     benchmark:
         "results/benchmarks/evaluate/real_stats_{resolution}.tsv"
     resources:
+        mem_mb=8000,
+        runtime=60,
         gpu=0 if config["metrics"]["device"] == "cpu" else 1,
     conda:
         "../../envs/torch.yaml"
@@ -85,6 +92,8 @@ rule resegment:
         "results/benchmarks/resegment/{row}.tsv"
     threads: PARSING["workers"] + 1
     resources:
+        mem_mb=8000,
+        runtime=240,
         gpu=0 if PARSING["device"] == "cpu" else 1,
     conda:
         "../../envs/torch.yaml"
@@ -114,6 +123,8 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{row}.tsv"
     resources:
+        mem_mb=16000,
+        runtime=120,
         gpu=0 if config["metrics"]["device"] == "cpu" else 1,
     conda:
         "../../envs/torch.yaml"
@@ -140,6 +151,9 @@ rule table:
         "results/logs/evaluate/table.log",
     benchmark:
         "results/benchmarks/evaluate/table.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=20,
     conda:
         "../../envs/torch.yaml"
     shell:

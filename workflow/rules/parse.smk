@@ -8,6 +8,9 @@ rule parser_weights:
         "results/logs/parse/weights.log",
     benchmark:
         "results/benchmarks/parse/weights.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=30,
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -33,6 +36,8 @@ rule parse_shard:
         "results/benchmarks/parse/shard_{shard}.tsv"
     threads: PARSING["workers"] + 1
     resources:
+        mem_mb=8000,
+        runtime=120,
         gpu=0 if PARSING["device"] == "cpu" else 1,
     conda:
         "../../envs/torch.yaml"
@@ -52,6 +57,9 @@ rule parse_preview:
         "results/logs/parse/preview.log",
     benchmark:
         "results/benchmarks/parse/preview.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
         "../../envs/torch.yaml"
     shell:

@@ -17,6 +17,8 @@ rule train:
         "results/benchmarks/train/{model}.tsv"
     threads: 4
     resources:
+        mem_mb=32000,
+        runtime=2880,
         gpu=lambda wildcards: 0 if ModelConfig.from_config(config, wildcards.model).training.device == "cpu" else 1,
     conda:
         "../../envs/torch.yaml"
