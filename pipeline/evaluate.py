@@ -32,7 +32,7 @@ from pipeline.fid import warn_if_unstable
 from pipeline.labelmaps import CLASS_NAMES, read_label, write_label
 from pipeline.metrics import bootstrap_intervals, confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 from pipeline.parse.manifest import read_manifest
-from pipeline.parse.parser import resolve_device
+from pipeline.devices import resolve_device
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -157,7 +157,7 @@ def main() -> None:
         write_real(args.manifests, args.resolution, args.out_dir)
         return
     metrics_cfg = json.loads(args.metrics_json)
-    device = resolve_device(metrics_cfg["device"])
+    device = resolve_device(metrics_cfg["device"], "config key metrics.device")
     if args.command == "stats":
         inception_statistics(args.images, metrics_cfg["inception_weights"], device, metrics_cfg["batch_size"]).save(
             args.out

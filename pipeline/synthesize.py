@@ -28,7 +28,7 @@ from pipeline.errors import PipelineError
 from pipeline.files import atomic_path
 from pipeline.models import Networks, build
 from pipeline.parse.manifest import read_manifest
-from pipeline.parse.parser import resolve_device
+from pipeline.devices import resolve_device
 
 log = logging.getLogger("pipeline.synthesize")
 
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     weights = args.weights or Path("results/models") / args.model / "generator.pt"
     model, networks = load_trained(weights, device)
     if args.labels:

@@ -42,7 +42,7 @@ from pipeline.models.loss import (
     split_scores,
 )
 from pipeline.parse.manifest import read_manifest
-from pipeline.parse.parser import resolve_device
+from pipeline.devices import resolve_device
 
 log = logging.getLogger("pipeline.train")
 
@@ -156,7 +156,7 @@ def write_samples(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, 
 
 def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], out_dir: Path) -> None:
     cfg = model.training
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, f"config key training.device (model {model.name})")
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pipeline.errors import PipelineError
+from pipeline.devices import resolve_device
 from pipeline.images import ImageReadError, load_rgb
 from pipeline.labelmaps import label_provenance, write_label
 from pipeline.parse.weights import load_bisenet
@@ -30,15 +30,6 @@ log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def resolve_device(device: str) -> torch.device:
-    """`auto` -> CUDA when available, else CPU; asking for CUDA without it is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PipelineError(f"config key parsing.device: cuda, but torch {torch.__version__} sees no CUDA device")
-    return torch.device(device)
 
 
 def load_for_parsing(path: str | os.PathLike, size: int) -> np.ndarray:
@@ -53,7 +44,7 @@ class FaceParser:
 
     def __init__(self, weights: str | os.PathLike, size: int, device: str = "auto", amp: bool = True) -> None:
         self.size = size
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, "config key parsing.device")
         self.half = amp and self.device.type == "cuda"
         model, sha256 = load_bisenet(weights)
         self.model = model.to(self.device)
