@@ -78,3 +78,8 @@ def to_model_inputs(
     labels = labels.to(device, non_blocking=True).long()
     one_hot = torch.zeros(labels.shape[0], NUM_CLASSES, *labels.shape[1:], device=device)
     return images, one_hot.scatter_(1, labels.unsqueeze(1), 1.0)
+
+
+def to_uint8_images(images: torch.Tensor) -> np.ndarray:
+    """Generator output in [-1, 1] (N x 3 x H x W) -> N x H x W x 3 uint8 on the CPU."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -12,26 +12,26 @@ image, resized by nearest neighbour to the working resolution.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from pipeline import cli
 from pipeline.config import ModelConfig
 from pipeline.dataset import working_image, working_labels
 from pipeline.errors import PipelineError
-from pipeline.files import atomic_path
+from pipeline.files import atomic_path, read_csv
+from pipeline.images import save_png
 from pipeline.fid import Statistics, features, frechet_distance, image_files, inception, kernel_inception_distance
 from pipeline.fid import warn_if_unstable
 from pipeline.labelmaps import CLASS_NAMES, read_label, write_label
 from pipeline.metrics import bootstrap_intervals, confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 from pipeline.parse.manifest import read_manifest
+from pipeline.train import LOG_COLUMNS
 from pipeline.devices import resolve_device
 
 log = logging.getLogger("pipeline.evaluate")
@@ -48,19 +48,14 @@ def write_real(manifests: list[Path], resolution: int, out_dir: Path) -> None:
     if len(train) < len(test):
         log.warning("only %d train images for the real row's FID against %d test images", len(train), len(test))
     for row in tqdm(test, desc="real test", unit="img"):
-        _save_png(working_image(row["path"], resolution), out_dir / "test" / f"{row['image_id']}.png")
+        save_png(working_image(row["path"], resolution), out_dir / "test" / f"{row['image_id']}.png")
         write_label(
             working_labels(row["label"], resolution),
             out_dir / "truth" / f"{row['image_id']}.png",
             provenance=f"{row['label']} nearest {resolution}",
         )
     for row in tqdm(train, desc="real train", unit="img"):
-        _save_png(working_image(row["path"], resolution), out_dir / "train" / f"{row['image_id']}.png")
-
-
-def _save_png(pixels: np.ndarray, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
+        save_png(working_image(row["path"], resolution), out_dir / "train" / f"{row['image_id']}.png")
 
 
 def inception_statistics(folder: Path, weights: str | None, device: torch.device, batch_size: int) -> Statistics:
@@ -118,8 +113,8 @@ def evaluate_row(
 def training_summary(weights: Path, train_log: Path) -> dict:
     """Resolution, iterations and training hours (the sum of the logged step times)."""
     model = ModelConfig.from_settings(torch.load(weights, map_location="cpu", weights_only=True)["model"])
-    with open(train_log, newline="") as f:
-        seconds = sum(model.training.batch_size / float(row["img_per_s"]) for row in csv.DictReader(f))
+    rows = read_csv(train_log, LOG_COLUMNS)
+    seconds = sum(model.training.batch_size / float(row["img_per_s"]) for row in rows)
     return {
         "resolution": model.training.resolution,
         "iterations": model.training.iterations,

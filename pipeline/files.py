@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from pipeline.errors import PipelineError
 
 
 @contextmanager
@@ -29,3 +32,20 @@ def file_digest(path: str | os.PathLike, algorithm: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """A CSV with a header row, written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(rows)
+
+
+def read_csv(path: str | os.PathLike, columns: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of a CSV whose header must be exactly `columns`."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != tuple(columns):
+            raise PipelineError(f"{path}: expected columns {','.join(columns)}, found {reader.fieldnames}")
+        return list(reader)

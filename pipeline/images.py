@@ -37,3 +37,13 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
     return image.convert("RGB")
+
+
+def save_png(image: Image.Image | np.ndarray, path: str | os.PathLike) -> None:
+    """Write an image (or an HxWx3 / HxW uint8 array) as PNG, atomically."""
+    from pipeline.files import atomic_path
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(np.ascontiguousarray(image))
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")

@@ -16,16 +16,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from pipeline import cli
 from pipeline.config import ModelConfig
-from pipeline.dataset import to_model_inputs, working_image, working_labels
+from pipeline.dataset import to_model_inputs, to_uint8_images, working_image, working_labels
 from pipeline.errors import PipelineError
-from pipeline.files import atomic_path
+from pipeline.images import save_png
 from pipeline.models import Networks, build
 from pipeline.parse.manifest import read_manifest
 from pipeline.devices import resolve_device
@@ -95,10 +93,8 @@ def synthesize(
             else:
                 z = noise
         fake = networks.generator(seg, z)
-        pixels = ((fake.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        for image, out in zip(pixels, outs):
-            with atomic_path(out) as tmp:
-                Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG")
+        for image, out in zip(to_uint8_images(fake), outs):
+            save_png(image, out)
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ a grid of test images (label map | real | each model).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 from pathlib import Path
@@ -17,8 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pipeline import cli
-from pipeline.files import atomic_path
-from pipeline.images import load_rgb
+from pipeline.files import atomic_path, write_csv
+from pipeline.images import load_rgb, save_png
 from pipeline.labelmaps import CLASS_NAMES, colorize, read_label
 
 log = logging.getLogger("pipeline.table")
@@ -40,13 +39,6 @@ COLUMNS = (
     "iterations",
     "train_hours",
 )
-
-
-def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def _cell(value) -> str:
@@ -138,8 +130,7 @@ def samples_grid(truth_dir: Path, real_dir: Path, model_dirs: dict[str, Path], p
     canvas = Image.new("RGB", (grid.width, grid.height + 16), "white")
     canvas.paste(header, (0, 0))
     canvas.paste(grid, (0, 16))
-    with atomic_path(path) as tmp:
-        canvas.save(tmp, format="PNG")
+    save_png(canvas, path)
 
 
 def main() -> None:

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from pipeline import cli
 from pipeline.config import ModelConfig, TrainingConfig, load
-from pipeline.dataset import PairedFaces, to_model_inputs
+from pipeline.dataset import PairedFaces, to_model_inputs, to_uint8_images
 from pipeline.errors import PipelineError
-from pipeline.files import atomic_path
+from pipeline.files import atomic_path, read_csv, write_csv
+from pipeline.images import save_png
 from pipeline.labelmaps import colorize
 from pipeline.models import Networks, build
 from pipeline.models.loss import (
@@ -144,14 +144,8 @@ def restore(state: dict, networks: Networks, opt_G, opt_D) -> int:
 def write_samples(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, path: Path) -> None:
     """Rows: colourised label map, real image, fake image; one column per sample."""
     n = min(SAMPLES_IN_GRID, len(labels))
-
-    def to_uint8(images: torch.Tensor) -> np.ndarray:
-        return ((images[:n].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-    rows = [colorize(labels[:n].cpu().numpy()), to_uint8(real), to_uint8(fake)]
-    grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
-    with atomic_path(path) as tmp:
-        Image.fromarray(grid).save(tmp, format="PNG")
+    rows = [colorize(labels[:n].cpu().numpy()), to_uint8_images(real[:n]), to_uint8_images(fake[:n])]
+    save_png(np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0), path)
 
 
 def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], out_dir: Path) -> None:
@@ -278,14 +272,8 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
 def _truncate_log(path: Path, step: int) -> None:
     """Keep the log rows up to `step` (rows after the last checkpoint are redone on resume)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
-    if path.exists():
-        with open(path, newline="") as f:
-            rows = [row for row in csv.reader(f)][1:]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(LOG_COLUMNS)
-        writer.writerows(row for row in rows if row and int(row[0]) <= step)
+    rows = read_csv(path, LOG_COLUMNS) if path.exists() else []
+    write_csv(path, LOG_COLUMNS, ([row[c] for c in LOG_COLUMNS] for row in rows if int(row["step"]) <= step))
 
 
 def train_pairs(manifests: list[Path]) -> tuple[list[str], list[str]]:

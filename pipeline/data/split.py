@@ -8,7 +8,6 @@ image is a test image), so growing the subsample never moves an image between tr
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 from collections.abc import Iterable, Mapping
@@ -16,8 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from pipeline.config import ConfigError
-from pipeline.errors import PipelineError
-from pipeline.files import atomic_path
+from pipeline.files import read_csv, write_csv
 
 COLUMNS = ("image_id", "split", "path")
 
@@ -59,15 +57,8 @@ def assign(chosen: list[str], paths: Mapping[str, str | os.PathLike], test_fract
 
 
 def write_split(rows: list[SplitRow], path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        writer.writerows((row.image_id, row.split, row.path) for row in rows)
+    write_csv(path, COLUMNS, ((row.image_id, row.split, row.path) for row in rows))
 
 
 def read_split(path: str | os.PathLike) -> list[SplitRow]:
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise PipelineError(f"{path}: expected columns {','.join(COLUMNS)}, found {reader.fieldnames}")
-        return [SplitRow(**row) for row in reader]
+    return [SplitRow(**row) for row in read_csv(path, COLUMNS)]

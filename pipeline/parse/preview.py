@@ -7,8 +7,7 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.files import atomic_path
-from pipeline.images import load_rgb
+from pipeline.images import load_rgb, save_png
 from pipeline.labelmaps import CLASSES, colorize, read_label
 
 TILE = 160
@@ -45,5 +44,4 @@ def preview(image_paths: Sequence[str | os.PathLike], label_paths: Sequence[str 
 def write_preview(
     image_paths: Sequence[str | os.PathLike], label_paths: Sequence[str | os.PathLike], out: str | os.PathLike
 ) -> None:
-    with atomic_path(out) as tmp:
-        preview(image_paths, label_paths).save(tmp, format="PNG")
+    save_png(preview(image_paths, label_paths), out)
