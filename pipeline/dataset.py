@@ -74,10 +74,14 @@ def to_model_inputs(
     images: torch.Tensor, labels: torch.Tensor, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 batches -> images in [-1, 1] and one-hot label maps, as floats on `device`."""
-    images = images.to(device, non_blocking=True).float().div_(127.5).sub_(1)
+    return images.to(device, non_blocking=True).float().div_(127.5).sub_(1), one_hot_labels(labels, device)
+
+
+def one_hot_labels(labels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """N x H x W class indices -> N x classes x H x W one-hot floats on `device`."""
     labels = labels.to(device, non_blocking=True).long()
     one_hot = torch.zeros(labels.shape[0], NUM_CLASSES, *labels.shape[1:], device=device)
-    return images, one_hot.scatter_(1, labels.unsqueeze(1), 1.0)
+    return one_hot.scatter_(1, labels.unsqueeze(1), 1.0)
 
 
 def to_uint8_images(images: torch.Tensor) -> np.ndarray:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from pipeline import cli
 from pipeline.config import ModelConfig
-from pipeline.dataset import to_model_inputs, to_uint8_images, working_image, working_labels
+from pipeline.dataset import one_hot_labels, to_uint8_images, working_image, working_labels
 from pipeline.errors import PipelineError
 from pipeline.images import save_png
 from pipeline.models import Networks, build
@@ -74,7 +74,7 @@ def synthesize(
         labels_chunk = label_paths[start : start + batch_size]
         outs = out_paths[start : start + batch_size]
         labels = torch.stack([torch.from_numpy(working_labels(path, resolution)) for path in labels_chunk])
-        _, seg = to_model_inputs(torch.zeros(len(labels), 3, 1, 1, dtype=torch.uint8), labels, device)
+        seg = one_hot_labels(labels, device)
         z = None
         if networks.encoder is not None:
             noise = torch.stack(

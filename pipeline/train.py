@@ -141,6 +141,22 @@ def restore(state: dict, networks: Networks, opt_G, opt_D) -> int:
     return state["step"]
 
 
+def generate(generator, encoder, seg: torch.Tensor, real: torch.Tensor):
+    """A fake for the label maps `seg`, and for VAE models the encoder's (mu, logvar) of the
+    real images, from which z is drawn (reparameterised); None for the others."""
+    if encoder is None:
+        return generator(seg), None
+    mu, logvar = encoder(real)
+    return generator(seg, mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)), (mu, logvar)
+
+
+def discriminate(discriminator, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor):
+    """D's outputs for (label map, fake) and (label map, real) pairs, from one batched pass as
+    in the reference."""
+    pairs = torch.cat([torch.cat([seg, fake], 1), torch.cat([seg, real], 1)], 0)
+    return split_scores(discriminator(pairs), len(fake))
+
+
 def write_samples(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, path: Path) -> None:
     """Rows: colourised label map, real image, fake image; one column per sample."""
     n = min(SAMPLES_IN_GRID, len(labels))
@@ -211,14 +227,11 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
 
             # Generator step.
             with autocast:
-                z, loss_kld = None, torch.zeros((), device=device)
-                if encoder is not None:
-                    mu, logvar = encoder(real)
-                    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation
-                    loss_kld = kld_loss(mu.float(), logvar.float()) * cfg.lambda_kld
-                fake = generator(seg, z)
-                pairs = torch.cat([torch.cat([seg, fake], 1), torch.cat([seg, real], 1)], 0)
-                fake_scores, real_scores = split_scores(discriminator(pairs), len(fake))
+                fake, posterior = generate(generator, encoder, seg, real)
+                loss_kld = torch.zeros((), device=device)
+                if posterior is not None:
+                    loss_kld = kld_loss(*(t.float() for t in posterior)) * cfg.lambda_kld
+                fake_scores, real_scores = discriminate(discriminator, seg, fake, real)
                 loss_gan = g_hinge_loss(fake_scores)
                 loss_feat = feature_matching_loss(real_scores, fake_scores) * cfg.lambda_feat
                 loss_vgg = (
@@ -231,13 +244,8 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
             # Discriminator step, on a fake made by the updated generator.
             with autocast:
                 with torch.no_grad():
-                    z = None
-                    if encoder is not None:
-                        mu, logvar = encoder(real)
-                        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-                    fake = generator(seg, z).detach()
-                pairs = torch.cat([torch.cat([seg, fake], 1), torch.cat([seg, real], 1)], 0)
-                fake_scores, real_scores = split_scores(discriminator(pairs), len(fake))
+                    fake = generate(generator, encoder, seg, real)[0].detach()
+                fake_scores, real_scores = discriminate(discriminator, seg, fake, real)
                 loss_d_real, loss_d_fake = d_hinge_loss(real_scores, fake_scores)
             opt_D.zero_grad(set_to_none=True)
             (loss_d_fake + loss_d_real).backward()
