@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,3 +66,12 @@ def data_section(fake: FakeFfhq, download_dir: Path, **overrides) -> dict:
     }
     section = {"source": "ffhq", "subsample": None, "test_fraction": 0.25, "seed": 0, "ffhq": ffhq, **overrides}
     return validate({"data": section})["data"]
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
+    # Rules call `python`: make it this interpreter, with the package and its dependencies.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(cwd), *args],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
+    )

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, snakemake
 from PIL import Image
 
 from pipeline.config import ModelConfig, validate
@@ -155,26 +155,7 @@ def test_table_columns_are_those_the_issue_asks_for():
 
 def test_real_row_compares_real_train_with_real_test_and_models_their_syntheses(tmp_path):
     def dry_run(target: str) -> str:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "--snakefile",
-                str(REPO / "Snakefile"),
-                "--directory",
-                str(tmp_path),
-                "-n",
-                "--printshellcmds",
-                target,
-                "--configfile",
-                "run.yaml",
-            ],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        result = snakemake(target, "-n", "--printshellcmds", "--configfile", "run.yaml", cwd=tmp_path, timeout=120)
         assert result.returncode == 0, result.stderr
         return result.stdout
 

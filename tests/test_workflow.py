@@ -4,7 +4,6 @@ real run of the data rule against a loopback FFHQ mirror."""
 from __future__ import annotations
 
 import csv
-import os
 import re
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from conftest import REPO, data_section, md5, shared_dir
+from conftest import REPO, data_section, md5, shared_dir, snakemake
 
 from seeded_parser import write_seeded_weights
 
@@ -22,15 +21,6 @@ from pipeline.data.split import read_split
 from pipeline.files import file_digest
 from pipeline.labelmaps import read_label
 from pipeline.parse.manifest import read_manifest
-
-
-def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
-    # Rules call `python`: make it this interpreter, with the package and its dependencies.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(cwd), *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
-    )
 
 
 def test_lint_is_clean(tmp_path):
