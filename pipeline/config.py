@@ -45,7 +45,9 @@ def _check_models(config: dict) -> None:
 
     models = config["models"]
     if REAL_ROW in models:
-        raise ConfigError(f"config key models.{REAL_ROW}: the name of the real-image row of the table; rename the model")
+        raise ConfigError(
+            f"config key models.{REAL_ROW}: the name of the real-image row of the table; rename the model"
+        )
     for index, name in enumerate(config["compare"]):
         if name not in models:
             raise ConfigError(f"config key compare.{index}: unknown model {name!r} (models: {', '.join(models)})")
