@@ -66,23 +66,24 @@ def inception_statistics(folder: Path, weights: str | None, device: torch.device
 def evaluate_row(
     name: str,
     truth_dir: Path,
-    prediction_dir: Path,
+    prediction_dirs: list[Path],
     images_dir: Path,
     real_stats: Statistics,
     metrics_cfg: dict,
     device: torch.device,
 ) -> dict:
-    """Metrics of one table row: re-segmentations against ground truth, images against the
-    real test set's Inception statistics."""
+    """Metrics of one table row: re-segmentations (found by file name in any of the shard
+    folders) against ground truth, images against the real test set's Inception statistics."""
     truths = sorted(truth_dir.glob("*.png"))
     if not truths:
         raise PipelineError(f"{truth_dir}: no ground-truth label maps")
+    predictions = {path.name: path for folder in prediction_dirs for path in folder.glob("*.png")}
     per_image = []
     for truth in truths:
-        prediction = prediction_dir / truth.name
-        if not prediction.exists():
-            raise PipelineError(f"{prediction}: missing re-segmentation of test image {truth.stem}")
-        per_image.append(confusion_matrix(read_label(truth), read_label(prediction)))
+        if truth.name not in predictions:
+            folders = ", ".join(map(str, prediction_dirs))
+            raise PipelineError(f"{folders}: no re-segmentation of test image {truth.stem}")
+        per_image.append(confusion_matrix(read_label(truth), read_label(predictions[truth.name])))
     per_image = np.stack(per_image)
     total = per_image.sum(axis=0)
     accuracy_ci, miou_ci = bootstrap_intervals(per_image, resamples=metrics_cfg["bootstrap"])
@@ -137,7 +138,9 @@ def main() -> None:
     row = commands.add_parser("row", help="metrics of one table row as JSON")
     row.add_argument("--name", required=True)
     row.add_argument("--truth", type=Path, required=True, help="ground-truth label maps")
-    row.add_argument("--predictions", type=Path, required=True, help="re-segmentations, same file names")
+    row.add_argument(
+        "--predictions", type=Path, nargs="+", required=True, help="folders of re-segmentations, same file names"
+    )
     row.add_argument("--images", type=Path, required=True, help="the row's images for FID/KID")
     row.add_argument("--real-stats", type=Path, required=True, help="statistics of the real test images")
     row.add_argument("--weights", type=Path, help="the model's generator.pt (none for the real row)")

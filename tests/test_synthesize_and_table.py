@@ -159,12 +159,18 @@ def test_real_row_compares_real_train_with_real_test_and_models_their_syntheses(
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    (tmp_path / "run.yaml").write_text("training: {resolution: 64}\n")
-    (tmp_path / "results/data").mkdir(parents=True)  # a split with one shard, so the checkpoint resolves
+    (tmp_path / "run.yaml").write_text("training: {resolution: 64}\nparsing: {shard_size: 2}\n")
+    (tmp_path / "results/data").mkdir(parents=True)  # an existing split, so the checkpoint resolves
+    splits = ["train", "test", "train", "test", "test"]
     with open(tmp_path / "results/data/split.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["image_id", "split", "path"], ["a", "train", "a.png"], ["b", "test", "b.png"]])
-    real = next(line for line in dry_run("results/metrics/real.json").splitlines() if "pipeline.evaluate row" in line)
-    assert "--images results/real/64/train" in real and "--predictions results/resegment/real" in real
+        csv.writer(f).writerows([["image_id", "split", "path"], *([i, s, f"{i}.png"] for i, s in enumerate(splits))])
+    plan = dry_run("results/metrics/real.json")
+    real = next(line for line in plan.splitlines() if "pipeline.evaluate row" in line)
+    # 5 images parse in 3 shards of 2; the 3 test images are re-segmented in 2 shards.
+    assert "--manifests results/labels/shards/0.csv results/labels/shards/1.csv results/labels/shards/2.csv " in plan
+    assert "--images results/real/64/train" in real
+    assert "--predictions results/resegment/real/0 results/resegment/real/1 " in real
+    assert "--shard 1 --out-dir results/resegment/real/1 " in plan
     assert "--truth results/real/64/truth" in real and "--weights" not in real
     spade = next(line for line in dry_run("results/metrics/spade.json").splitlines() if "evaluate row" in line)
     assert "--images results/synth/spade" in spade and "--weights results/models/spade/generator.pt" in spade

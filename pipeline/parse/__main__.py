@@ -66,12 +66,13 @@ def main() -> None:
     show.add_argument("--count", type=int, default=6, help="how many faces")
     show.add_argument("--out", type=Path, required=True)
 
-    folder = commands.add_parser("images", help="parse every png/jpg of a folder")
+    folder = commands.add_parser("images", help="parse the png/jpg images of a folder, or one shard of them")
     folder.add_argument("--parsing-json", required=True, help="the validated `parsing` config section as JSON")
     folder.add_argument("--weights", type=Path, required=True, help="BiSeNet state dict")
     folder.add_argument("--images", type=Path, required=True, help="folder of images")
     folder.add_argument("--out-dir", type=Path, required=True, help="where {stem}.png label maps go")
     folder.add_argument("--label-size", type=int, help="resize label maps (nearest) to this size")
+    folder.add_argument("--shard", type=int, help="only this shard of the sorted images (parsing.shard_size each)")
     folder.add_argument("--threads", type=int, default=1)
 
     args = parser.parse_args()
@@ -81,6 +82,8 @@ def main() -> None:
         sources = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
         if not sources:
             raise PipelineError(f"{args.images}: no png/jpg images to parse")
+        if args.shard is not None:
+            sources = shard_items(sources, args.shard, cfg.shard_size)
         parser_ = FaceParser(args.weights, cfg.size, cfg.device, cfg.amp)
         destinations = [args.out_dir / f"{source.stem}.png" for source in sources]
         parsed = parse_images(parser_, sources, destinations, cfg.batch_size, cfg.workers, "re-segment",

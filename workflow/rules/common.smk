@@ -1,3 +1,5 @@
+import functools
+
 # Settings and input functions shared by the rule files.
 PARSING = config["parsing"]
 # Where the pretrained weights are downloaded when parsing.weights names no file of its own.
@@ -5,12 +7,30 @@ DOWNLOADED_WEIGHTS = "resources/weights/parsing_bisenet.pth"
 PARSER_WEIGHTS = PARSING["weights"] or DOWNLOADED_WEIGHTS
 
 
+def split_sizes():
+    """(all images, test images) of the split, known once the split checkpoint has run."""
+    path = Path(checkpoints.split.get().output[0])
+    return _count_split(path, path.stat().st_mtime_ns)
+
+
+@functools.cache
+def _count_split(path, mtime_ns):
+    # Input functions run once per job: read the 70,000-line split once per version of it.
+    with open(path) as f:
+        rows = f.read().splitlines()[1:]  # minus the header
+    return len(rows), sum(1 for row in rows if row.split(",")[1] == "test")
+
+
 def parse_shard_manifests(wildcards):
-    """One manifest per shard of the split, known once the split checkpoint has run."""
-    with open(checkpoints.split.get().output[0]) as f:
-        n_images = sum(1 for _ in f) - 1  # minus the header
-    shards = range(shard_count(n_images, PARSING["shard_size"]))
+    """One manifest per shard of the split."""
+    shards = range(shard_count(split_sizes()[0], PARSING["shard_size"]))
     return expand("results/labels/shards/{shard}.csv", shard=shards)
+
+
+def resegment_shards(row):
+    """A row's re-segmentations, one folder per shard of its test images."""
+    shards = range(shard_count(split_sizes()[1], PARSING["shard_size"]))
+    return expand("results/resegment/{row}/{shard}", row=row, shard=shards)
 
 # Table rows: the compared models, then the real images.
 TABLE_ROWS = [*config["compare"], REAL_ROW]
@@ -36,12 +56,24 @@ def evaluate_inputs(wildcards):
     row, resolution = wildcards.row, row_resolution(wildcards.row)
     inputs = {
         "truth": f"results/real/{resolution}/truth",
-        "predictions": f"results/resegment/{row}",
+        "predictions": resegment_shards(row),
         # FID of the real row compares real train with real test images, in equal numbers.
         "images": row_images(row, "train"),
         "real_stats": f"results/real/{resolution}/test_stats.npz",
     }
     if row != REAL_ROW:
-        inputs["weights"] = f"results/models/{row}/generator.pt"
-        inputs["train_log"] = f"results/models/{row}/train_log.csv"
+        inputs.update(trained_model(row))
     return inputs
+
+
+def trained_model(model):
+    return {"weights": f"results/models/{model}/generator.pt", "train_log": f"results/models/{model}/train_log.csv"}
+
+
+def row_training_args(row):
+    """What evaluate needs to know of how a row was made (not input files: the paths are known
+    before the split checkpoint has run)."""
+    if row == REAL_ROW:
+        return f"--resolution {row_resolution(row)}"
+    files = trained_model(row)
+    return f"--weights {files['weights']} --train-log {files['train_log']}"

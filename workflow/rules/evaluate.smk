@@ -13,6 +13,7 @@ rule synthesize:
         "results/logs/synthesize/{model}.log",
     benchmark:
         "results/benchmarks/synthesize/{model}.tsv"
+    threads: 4
     resources:
         mem_mb=8000,
         runtime=120,
@@ -41,6 +42,7 @@ rule real_images:
         "results/logs/evaluate/real_{resolution}.log",
     benchmark:
         "results/benchmarks/evaluate/real_{resolution}.tsv"
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
@@ -63,6 +65,7 @@ rule real_stats:
         "results/logs/evaluate/real_stats_{resolution}.log",
     benchmark:
         "results/benchmarks/evaluate/real_stats_{resolution}.tsv"
+    threads: 4
     resources:
         mem_mb=8000,
         runtime=60,
@@ -74,22 +77,23 @@ rule real_stats:
 
 
 rule resegment:
-    """The row's images parsed by the same BiSeNet as the originals, label maps at the row's
-    working resolution."""
+    """One shard of the row's images parsed by the same BiSeNet as the originals, label maps at
+    the row's working resolution."""
     input:
         images=lambda wildcards: row_images(wildcards.row, "test"),
         weights=PARSER_WEIGHTS,
     output:
-        directory("results/resegment/{row}"),
+        directory("results/resegment/{row}/{shard}"),
     wildcard_constraints:
         row=ROW_PATTERN,
+        shard=r"\d+",
     params:
         parsing=section_json(config, "parsing"),
         label_size=lambda wildcards: row_resolution(wildcards.row),
     log:
-        "results/logs/resegment/{row}.log",
+        "results/logs/resegment/{row}/{shard}.log",
     benchmark:
-        "results/benchmarks/resegment/{row}.tsv"
+        "results/benchmarks/resegment/{row}/{shard}.tsv"
     threads: PARSING["workers"] + 1
     resources:
         mem_mb=8000,
@@ -99,7 +103,8 @@ rule resegment:
         "../../envs/torch.yaml"
     shell:
         "python -m pipeline.parse images --parsing-json {params.parsing:q} --weights {input.weights:q}"
-        " --images {input.images} --out-dir {output} --label-size {params.label_size} --threads {threads}"
+        " --images {input.images} --shard {wildcards.shard} --out-dir {output} --label-size {params.label_size}"
+        " --threads {threads}"
         " > {log} 2>&1"
 
 
@@ -113,15 +118,12 @@ rule evaluate:
         row=ROW_PATTERN,
     params:
         metrics=section_json(config, "metrics"),
-        training=lambda wildcards, input: (
-            f"--weights {input.weights} --train-log {input.train_log}"
-            if wildcards.row != REAL_ROW
-            else f"--resolution {row_resolution(REAL_ROW)}"
-        ),
+        training=lambda wildcards: row_training_args(wildcards.row),
     log:
         "results/logs/evaluate/{row}.log",
     benchmark:
         "results/benchmarks/evaluate/{row}.tsv"
+    threads: 4
     resources:
         mem_mb=16000,
         runtime=120,
@@ -151,6 +153,7 @@ rule table:
         "results/logs/evaluate/table.log",
     benchmark:
         "results/benchmarks/evaluate/table.tsv"
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=20,

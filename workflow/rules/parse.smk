@@ -8,6 +8,7 @@ rule parser_weights:
         "results/logs/parse/weights.log",
     benchmark:
         "results/benchmarks/parse/weights.tsv"
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=30,
@@ -57,6 +58,7 @@ rule parse_preview:
         "results/logs/parse/preview.log",
     benchmark:
         "results/benchmarks/parse/preview.tsv"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
