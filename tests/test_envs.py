@@ -1,11 +1,14 @@
-"""Conda environments: `--use-conda` cannot run offline here, so check that every rule names an
-env file and that the env holds every third-party package its stage's code imports."""
+"""Conda environments and rule declarations: `--use-conda` cannot run offline here, so check
+that every rule names an env file, that the env holds every third-party package its stage's
+code imports at the version pyproject.toml pins, and that every rule declares what a cluster
+scheduler needs."""
 
 from __future__ import annotations
 
 import ast
 import re
 import sys
+import tomllib
 
 import pytest
 import yaml
@@ -16,18 +19,24 @@ CONDA_NAMES = {"PIL": "pillow", "yaml": "pyyaml", "torch": "pytorch", "snakemake
                "pytorch_fid": "pytorch-fid"}
 
 
+def rule_blocks() -> dict[str, str]:
+    """The text of each rule in workflow/rules that runs something, by name."""
+    blocks = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"^(?=(?:rule|checkpoint) )", smk.read_text(), flags=re.M)[1:]:
+            if "shell:" in block:  # a target rule that only gathers inputs runs nothing
+                blocks[re.match(r"(?:rule|checkpoint) (\w+):", block).group(1)] = block
+    return blocks
+
+
 def rules() -> list[tuple[str, str, str]]:
     """(rule name, conda env path, stage module) for each rule in workflow/rules."""
     found = []
-    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"^(?=(?:rule|checkpoint) )", smk.read_text(), flags=re.M)[1:]:
-            name = re.match(r"(?:rule|checkpoint) (\w+):", block).group(1)
-            if "shell:" not in block:
-                continue  # a target rule that only gathers inputs runs nothing
-            conda = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", block)
-            module = re.search(r"python -m (pipeline\.\w+)", block)
-            assert conda and module, f"rule {name} in {smk.name} needs a conda env and a pipeline CLI"
-            found.append((name, str((smk.parent / conda.group(1)).resolve()), module.group(1)))
+    for name, block in rule_blocks().items():
+        conda = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", block)
+        module = re.search(r"python -m (pipeline\.\w+)", block)
+        assert conda and module, f"rule {name} needs a conda env and a pipeline CLI"
+        found.append((name, str((REPO / "workflow" / "rules" / conda.group(1)).resolve()), module.group(1)))
     return found
 
 
@@ -65,12 +74,32 @@ def third_party_imports(module: str) -> set[str]:
     return names
 
 
-def dependency_names(env: dict) -> set[str]:
-    """Package names of the conda dependencies and of the pip section, if any."""
+def dependency_versions(env: dict) -> dict[str, str]:
+    """Package name -> pinned version (or "" when unpinned), of the conda dependencies and the
+    pip section; conda pins read `name =1.2.3`, pip pins `name==1.2.3`."""
     deps = []
     for dep in env["dependencies"]:
         deps.extend(dep.get("pip", []) if isinstance(dep, dict) else [dep])
-    return {re.split(r"[\s=<>!]", dep, maxsplit=1)[0] for dep in deps}
+    versions = {}
+    for dep in deps:
+        match = re.fullmatch(r"([\w.-]+)\s*(?:==?\s*([\w.]+))?", dep.strip())
+        assert match, f"dependency {dep!r}: expected an exact pin (`name =1.2.3` or `name==1.2.3`) or a bare name"
+        versions[match.group(1)] = match.group(2) or ""
+    return versions
+
+
+def pyproject_pins() -> dict[str, str]:
+    """pyproject.toml's runtime dependencies: conda-forge name -> pinned version."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for dep in project["dependencies"]:
+        name, version = dep.split("==")
+        pins[CONDA_NAMES.get(name, name)] = version
+    return pins
+
+
+# pip distribution names that conda-forge spells differently (import names are in CONDA_NAMES).
+CONDA_NAMES.update({"opencv-python": "opencv", "snakemake": "snakemake-minimal"})
 
 
 def test_every_rule_has_a_stage_and_an_env():
@@ -81,7 +110,34 @@ def test_every_rule_has_a_stage_and_an_env():
 def test_env_holds_what_the_stage_imports(rule, env_path, module):
     env = yaml.safe_load(open(env_path))
     assert "conda-forge" in env["channels"]
-    deps = dependency_names(env)
+    deps = dependency_versions(env)
     assert "python" in deps
-    missing = {CONDA_NAMES.get(name, name) for name in third_party_imports(module)} - deps
+    missing = {CONDA_NAMES.get(name, name) for name in third_party_imports(module)} - deps.keys()
     assert not missing, f"rule {rule}: {env_path} lacks {sorted(missing)}"
+
+
+@pytest.mark.parametrize("env_path", sorted((REPO / "envs").glob("*.yaml")), ids=lambda p: p.name)
+def test_env_pins_the_versions_pyproject_pins(env_path):
+    pins = pyproject_pins()
+    for name, version in dependency_versions(yaml.safe_load(open(env_path))).items():
+        if name in ("python", "pip"):
+            continue
+        assert name in pins, f"{env_path.name}: {name} is not a dependency in pyproject.toml"
+        # pip's opencv-python adds a build number to the OpenCV release conda-forge names.
+        assert version and pins[name].startswith(version), (
+            f"{env_path.name}: {name} ={version or '(unpinned)'}, pyproject.toml pins {pins[name]}"
+        )
+
+
+def test_pyproject_pins_every_runtime_dependency():
+    for dep in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        assert re.fullmatch(r"[\w-]+==[\w.]+", dep), f"pyproject.toml: {dep!r} is not pinned exactly"
+
+
+@pytest.mark.parametrize("rule", sorted(rule_blocks()))
+def test_rule_declares_log_benchmark_threads_and_resources(rule):
+    block = rule_blocks()[rule]
+    for directive in ("log:", "benchmark:", "threads:", "resources:", "mem_mb=", "runtime="):
+        assert directive in block, f"rule {rule} lacks {directive}"
+    uses_gpu = rule in {"parse_shard", "train", "synthesize", "real_stats", "resegment", "evaluate"}
+    assert ("gpu=" in block) == uses_gpu, f"rule {rule}: gpu resource declared {'gpu=' in block}, expected {uses_gpu}"
