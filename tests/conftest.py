@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -68,9 +69,24 @@ def data_section(fake: FakeFfhq, download_dir: Path, **overrides) -> dict:
     return validate({"data": section})["data"]
 
 
-def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
+def smoke_config(run_dir: Path, compare: list[str], iterations: int = 4) -> dict:
+    """tests/smoke/config.yaml made to run from `run_dir` (its ../shared paths made absolute) with
+    fewer models and steps, written to run_dir/smoke.yaml with the seeded parser weights it names."""
+    from seeded_parser import write_seeded_weights
+
+    smoke = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
+    smoke["data"]["folder"] = str(shared_dir() / "data" / "faces")
+    smoke["metrics"]["inception_weights"] = str(shared_dir() / "weights" / "pt_inception-2015-12-05-6726825d.pth")
+    smoke["training"].update(iterations=iterations, decay_start=iterations // 2, checkpoint_every=2, sample_every=2)
+    smoke["compare"] = compare
+    write_seeded_weights(run_dir / smoke["parsing"]["weights"])
+    (run_dir / "smoke.yaml").write_text(yaml.safe_dump(smoke))
+    return smoke
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     # Rules call `python`: make it this interpreter, with the package and its dependencies.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**(env or os.environ), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(cwd), *args],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,

@@ -13,9 +13,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from conftest import REPO, data_section, md5, shared_dir, snakemake
-
-from seeded_parser import write_seeded_weights
+from conftest import data_section, md5, shared_dir, smoke_config, snakemake
 
 from pipeline.data.split import read_split
 from pipeline.files import file_digest
@@ -70,14 +68,8 @@ def test_failed_download_leaves_no_split(fake_ffhq, tmp_path):
 
 @pytest.mark.skipif(shared_dir() is None, reason="needs the offline FFHQ sample and Inception weights in ../shared")
 def test_smoke_config_runs_from_nothing_to_the_table(tmp_path):
-    smoke = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
-    # The smoke config's relative paths, from here; and 4 training steps, not 200, to keep the suite short.
-    smoke["data"]["folder"] = str(shared_dir() / "data" / "faces")
-    smoke["metrics"]["inception_weights"] = str(shared_dir() / "weights" / "pt_inception-2015-12-05-6726825d.pth")
-    smoke["training"].update(iterations=4, decay_start=2, checkpoint_every=2, sample_every=2)
-    smoke["compare"] = ["spade", "spade_vae", "pix2pixhd"]  # every variant trains in test_train.py
-    write_seeded_weights(tmp_path / smoke["parsing"]["weights"])
-    (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(smoke))
+    # 4 training steps, not 200, to keep the suite short; every variant trains in test_train.py.
+    smoke = smoke_config(tmp_path, compare=["spade", "spade_vae", "pix2pixhd"])
     result = snakemake("parse_all", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = read_split(tmp_path / "results/data/split.csv")

@@ -1,0 +1,61 @@
+"""The cluster path on a real scheduler: the smoke workflow submitted through
+workflow/profiles/slurm to a single-node SLURM started here (tests/local_slurm.py)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import re
+
+import pytest
+import yaml
+from conftest import REPO, shared_dir, smoke_config, snakemake
+from local_slurm import ACCOUNT, PARTITION, LocalSlurm, unavailable_reason
+from test_envs import rule_blocks
+
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(unavailable_reason() is not None, reason=f"no local SLURM: {unavailable_reason()}"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
+        reason="snakemake-executor-plugin-slurm is not installed (pip install -e '.[test]')",
+    ),
+    pytest.mark.skipif(shared_dir() is None, reason="the smoke workflow needs the offline FFHQ sample in ../shared"),
+]
+
+
+def test_smoke_workflow_through_the_slurm_profile(tmp_path):
+    # The shipped profile, with this cluster's partition and account; the node has 2 CPUs, no
+    # GPU and 23 GB, so every job gets 1 CPU, 1 GB and no GPU.
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm" and profile["set-resources"]["train"]["gpu"] == 1
+    profile["default-resources"].update(slurm_partition=PARTITION, slurm_account=ACCOUNT)
+    rules = sorted(rule_blocks())
+    shipped = profile["set-resources"]
+    profile["set-resources"] = {
+        rule: {**shipped.get(rule, {}), "mem_mb": 1000, "runtime": 30, **({"gpu": 0} if rule in shipped else {})}
+        for rule in rules
+    }
+    profile["set-threads"] = {rule: 1 for rule in rules}
+    profile.update({"jobs": 2, "slurm-init-seconds-before-status-checks": 5, "seconds-between-status-checks": 5})
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
+    smoke = smoke_config(tmp_path, compare=["spade"])
+
+    with LocalSlurm(tmp_path / "slurm") as cluster:
+        result = snakemake(
+            "results/table.csv", "--workflow-profile", "profile", "--configfile", "smoke.yaml",
+            cwd=tmp_path, timeout=900, env=cluster.env,
+        )
+        jobs = cluster.accounted_jobs()
+        controller_log = cluster.controller_log()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Using workflow specific profile profile" in result.stderr
+
+    with open(tmp_path / "results/table.csv", newline="") as f:
+        assert [row["model"] for row in csv.DictReader(f)] == [*smoke["compare"], "real"]
+    # Every job went through the scheduler and finished there.
+    submitted = {re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", comment).group(1) for comment, _ in jobs}
+    assert {"split", "parse_shard", "train", "synthesize", "resegment", "evaluate", "table"} <= submitted, jobs
+    assert all(state == "COMPLETED" for _, state in jobs), jobs
+    assert len(re.findall(r"sched: Allocate JobId=", controller_log)) == len(jobs)
