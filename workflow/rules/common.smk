@@ -1,3 +1,4 @@
+import csv
 import functools
 
 # Settings and input functions shared by the rule files.
@@ -16,9 +17,9 @@ def split_sizes():
 @functools.cache
 def _count_split(path, mtime_ns):
     # Input functions run once per job: read the 70,000-line split once per version of it.
-    with open(path) as f:
-        rows = f.read().splitlines()[1:]  # minus the header
-    return len(rows), sum(1 for row in rows if row.split(",")[1] == "test")
+    with open(path, newline="") as f:
+        splits = [row["split"] for row in csv.DictReader(f)]
+    return len(splits), splits.count("test")
 
 
 def parse_shard_manifests(wildcards):
@@ -31,6 +32,7 @@ def resegment_shards(row):
     """A row's re-segmentations, one folder per shard of its test images."""
     shards = range(shard_count(split_sizes()[1], PARSING["shard_size"]))
     return expand("results/resegment/{row}/{shard}", row=row, shard=shards)
+
 
 # Table rows: the compared models, then the real images.
 TABLE_ROWS = [*config["compare"], REAL_ROW]
