@@ -74,7 +74,7 @@ def test_metrics_move_the_way_the_science_says(tmp_path):
     )
     parser_accuracy = pixel_accuracy(total)
     with open(tmp_path / "results/table.csv", newline="") as f:
-        rows = {row["model"]: {k: v for k, v in row.items()} for row in csv.DictReader(f)}
+        rows = {row["model"]: row for row in csv.DictReader(f)}
     miou = {name: float(row["mIoU"]) for name, row in rows.items()}
     fid = {name: float(row["FID"]) for name, row in rows.items()}
     print(
