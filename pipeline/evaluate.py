@@ -30,7 +30,7 @@ from pipeline.fid import Statistics, features, frechet_distance, image_files, in
 from pipeline.fid import warn_if_unstable
 from pipeline.labelmaps import CLASS_NAMES, read_label, write_label
 from pipeline.metrics import bootstrap_intervals, confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
-from pipeline.parse.manifest import read_manifest
+from pipeline.parse.manifest import read_manifests
 from pipeline.train import LOG_COLUMNS
 from pipeline.devices import resolve_device
 
@@ -40,7 +40,7 @@ log = logging.getLogger("pipeline.evaluate")
 def write_real(manifests: list[Path], resolution: int, out_dir: Path) -> None:
     """out_dir/test/{id}.png and out_dir/truth/{id}.png for every test image, and
     out_dir/train/{id}.png for as many train images (the first in split order)."""
-    rows = [row for manifest in manifests for row in read_manifest(manifest)]
+    rows = read_manifests(manifests)
     test = [row for row in rows if row["split"] == "test"]
     train = [row for row in rows if row["split"] == "train"][: len(test)]
     if not test:

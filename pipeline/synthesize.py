@@ -25,7 +25,7 @@ from pipeline.dataset import one_hot_labels, to_uint8_images, working_image, wor
 from pipeline.errors import PipelineError
 from pipeline.images import save_png
 from pipeline.models import Networks, build
-from pipeline.parse.manifest import read_manifest
+from pipeline.parse.manifest import read_manifests
 from pipeline.devices import resolve_device
 
 log = logging.getLogger("pipeline.synthesize")
@@ -119,8 +119,7 @@ def main() -> None:
     if args.labels:
         labels = [str(path) for path in args.labels]
     else:
-        rows = [row for manifest in args.manifests for row in read_manifest(manifest) if row["split"] == "test"]
-        labels = [row["label"] for row in rows]
+        labels = [row["label"] for row in read_manifests(args.manifests, "test")]
     outs = [args.out / f"{Path(label).stem}.png" for label in labels]
     synthesize(model, networks, labels, outs, device, args.style, args.batch_size)
     log.info("%s: wrote %d faces to %s", model.name, len(outs), args.out)

@@ -41,7 +41,7 @@ from pipeline.models.loss import (
     kld_loss,
     split_scores,
 )
-from pipeline.parse.manifest import read_manifest
+from pipeline.parse.manifest import read_manifests
 from pipeline.devices import resolve_device
 
 log = logging.getLogger("pipeline.train")
@@ -286,7 +286,7 @@ def _truncate_log(path: Path, step: int) -> None:
 
 def train_pairs(manifests: list[Path]) -> tuple[list[str], list[str]]:
     """Image and label paths of the train split, from the parsing manifests."""
-    rows = [row for manifest in manifests for row in read_manifest(manifest) if row["split"] == "train"]
+    rows = read_manifests(manifests, "train")
     if not rows:
         raise PipelineError(f"no train images in {', '.join(map(str, manifests))}")
     return [row["path"] for row in rows], [row["label"] for row in rows]

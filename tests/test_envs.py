@@ -14,9 +14,9 @@ import pytest
 import yaml
 from conftest import REPO
 
-# Import name -> conda-forge package name, where they differ.
+# Import name or pip distribution name -> conda-forge package name, where they differ.
 CONDA_NAMES = {"PIL": "pillow", "yaml": "pyyaml", "torch": "pytorch", "snakemake": "snakemake-minimal", "cv2": "opencv",
-               "pytorch_fid": "pytorch-fid"}
+               "pytorch_fid": "pytorch-fid", "opencv-python": "opencv"}
 
 
 def rule_blocks() -> dict[str, str]:
@@ -97,9 +97,6 @@ def pyproject_pins() -> dict[str, str]:
         pins[CONDA_NAMES.get(name, name)] = version
     return pins
 
-
-# pip distribution names that conda-forge spells differently (import names are in CONDA_NAMES).
-CONDA_NAMES.update({"opencv-python": "opencv", "snakemake": "snakemake-minimal"})
 
 
 def test_every_rule_has_a_stage_and_an_env():

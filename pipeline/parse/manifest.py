@@ -4,7 +4,7 @@ Later stages read label maps through manifests, never by globbing results/labels
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pipeline.files import read_csv, write_csv
 
@@ -17,3 +17,8 @@ def write_manifest(rows: Iterable[tuple[str, str, str, str]], path: str | os.Pat
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, str]]:
     return read_csv(path, COLUMNS)
+
+
+def read_manifests(paths: Sequence[str | os.PathLike], split: str | None = None) -> list[dict[str, str]]:
+    """The rows of several manifests in order, only those of `split` when it is given."""
+    return [row for path in paths for row in read_manifest(path) if split is None or row["split"] == split]
