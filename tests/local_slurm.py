@@ -57,6 +57,10 @@ def _wait(check, what: str, timeout: float = 60) -> None:
     raise TimeoutError(f"local SLURM: {what} not ready after {timeout:.0f} s")
 
 
+def _munge_answers() -> bool:
+    return subprocess.run(["munge", "-n"], capture_output=True).returncode == 0
+
+
 def _run(*args: str, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(args, capture_output=True, text=True, timeout=60, **kwargs)
     if result.returncode != 0:
@@ -70,7 +74,7 @@ class LocalSlurm:
         self.conf = self.dir / "slurm.conf"
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
         self.pid_files: list[Path] = []  # of the daemons this object started, in start order
-        self.db_port = _free_port()
+        self.db_port, self.dbd_port = _free_port(), _free_port()  # MariaDB's, slurmdbd's
         self.mariadb: subprocess.Popen | None = None
         self.db_dir: Path | None = None
         self.linked_conf = False
@@ -97,13 +101,13 @@ class LocalSlurm:
         return self
 
     def _start_munge(self) -> None:
-        if subprocess.run(["munge", "-n"], capture_output=True).returncode == 0:
+        if _munge_answers():
             return  # already running: not ours to stop
         Path("/run/munge").mkdir(exist_ok=True)
         shutil.chown("/run/munge", "munge", "munge")
         _run("runuser", "-u", "munge", "--", "munged")
         self.pid_files.append(Path("/run/munge/munged.pid"))
-        _wait(lambda: subprocess.run(["munge", "-n"], capture_output=True).returncode == 0, "munged")
+        _wait(_munge_answers, "munged")
 
     def _start_mariadb(self) -> None:
         self.db_dir = Path(tempfile.mkdtemp(prefix="local-slurm-db-"))
@@ -111,11 +115,12 @@ class LocalSlurm:
         data, sock = self.db_dir / "data", self.db_dir / "mysqld.sock"
         _run("mariadb-install-db", "--user=mysql", f"--datadir={data}", "--auth-root-authentication-method=socket")
         pid = self.db_dir / "mariadbd.pid"
-        self.mariadb = subprocess.Popen(
-            ["mariadbd", "--user=mysql", f"--datadir={data}", f"--socket={sock}", f"--pid-file={pid}",
-             f"--port={self.db_port}", "--bind-address=127.0.0.1"],
-            stdout=open(self.dir / "log" / "mariadb.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(self.dir / "log" / "mariadb.log", "w") as log:
+            self.mariadb = subprocess.Popen(
+                ["mariadbd", "--user=mysql", f"--datadir={data}", f"--socket={sock}", f"--pid-file={pid}",
+                 f"--port={self.db_port}", "--bind-address=127.0.0.1"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         self.pid_files.append(pid)
         sql = ["mariadb", f"--socket={sock}", "-u", "root"]
         _wait(lambda: subprocess.run([*sql, "-e", "select 1"], capture_output=True).returncode == 0, "MariaDB")
@@ -142,6 +147,7 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStoreFlags=job_comment
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
+AccountingStoragePort={self.dbd_port}
 SlurmctldPidFile={run}/slurmctld.pid
 SlurmdPidFile={run}/slurmd.pid
 SlurmctldPort={_free_port()}
@@ -156,7 +162,6 @@ PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
         )
         dbd = self.dir / "slurmdbd.conf"  # slurmdbd reads it from beside SLURM_CONF
-        self.dbd_port = _free_port()
         dbd.write_text(
             f"""AuthType=auth/munge
 DbdHost=localhost
@@ -173,8 +178,6 @@ StoragePass=slurm
 StorageLoc=slurm_acct_db
 """
         )
-        with open(self.conf, "a") as f:
-            f.write(f"AccountingStoragePort={self.dbd_port}\n")
         dbd.chmod(0o600)
 
     def _start(self, daemon: str, pid_name: str, *args: str) -> None:
