@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from facexlib.parsing.bisenet import BiSeNet
 
+from pipeline.files import atomic_path
 from pipeline.labelmaps import NUM_CLASSES
 from pipeline.parse.parser import IMAGENET_MEAN, IMAGENET_STD
 from procedural_faces import SIZE, generator_digest, procedural_face
@@ -85,10 +86,8 @@ def cached_parser(cache_dir: str | os.PathLike, cfg: ParserTraining = ParserTrai
     """The weights file for `cfg`, trained now unless the cache already holds it."""
     path = Path(cache_dir) / f"procedural_bisenet_{cache_key(cfg)}.pth"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(train_parser(cfg), tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(train_parser(cfg), tmp)
     return path
 
 
