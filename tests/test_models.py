@@ -70,6 +70,19 @@ def test_every_variant_maps_a_label_map_to_an_image_and_d_scores_it(name):
     assert scores[1][-1].shape[-1] < scores[0][-1].shape[-1]  # the second scale sees a halved image
 
 
+@pytest.mark.parametrize("n_layers, logits", [(4, [35, 19]), (3, [67, 35]), (1, [130, 66])])
+def test_discriminator_strides_as_nvlabs_the_last_middle_conv_has_stride_1(n_layers, logits):
+    """At 256x256 NVlabs' default (n_layers_D 4) gives 35x35 patch logits at the first scale and
+    19x19 at the second (tests/test_reference_parity.py checks the values too)."""
+    from pipeline.models.discriminator import MultiscaleDiscriminator
+
+    discriminator = MultiscaleDiscriminator(22, ndf=4, n_layers=n_layers, num_D=2)
+    with torch.no_grad():
+        scales = discriminator(torch.zeros(1, 22, 256, 256))
+    assert [scale[-1].shape[-1] for scale in scales] == logits
+    assert all(len(scale) == n_layers + 1 for scale in scales)
+
+
 def test_spade_keeps_uniform_label_maps_apart_where_input_plus_instance_norm_cannot():
     """Seed 001's figure 3: a uniform label map fed at the input becomes a constant map that
     instance norm turns into zeros, so every uniform map looks the same to the rest of the

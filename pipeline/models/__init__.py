@@ -58,10 +58,8 @@ def build(model: ModelConfig, label_nc: int = NUM_CLASSES) -> Networks:
 
 def _xavier_init(module: nn.Module) -> None:
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        # A spectral-normed layer keeps its trainable weight as the parametrization's original.
-        parametrized = getattr(module, "parametrizations", None)
-        weight = parametrized.weight.original if parametrized is not None else module.weight
-        nn.init.xavier_normal_(weight, gain=0.02)
+        # A spectral-normed layer keeps its trainable weight as weight_orig.
+        nn.init.xavier_normal_(getattr(module, "weight_orig", module.weight), gain=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
 

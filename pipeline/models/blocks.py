@@ -6,9 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
-from pipeline.models.normalization import SPADE
+from pipeline.models.normalization import SPADE, spectral_norm
 
 
 class SPADEResBlock(nn.Module):

@@ -6,20 +6,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+
+from pipeline.models.normalization import spectral_norm
 
 
 class NLayerDiscriminator(nn.Module):
-    """4x4 convs with stride 2: plain first and last convs; spectral norm and instance norm
-    (conv bias dropped) in between; channels double up to 512; one logit per patch."""
+    """n_layers 4x4 convs, then a 4x4 conv to one logit per patch. The first conv is plain with
+    stride 2; the n_layers - 1 after it carry spectral norm and instance norm (conv bias
+    dropped), double the channels up to 512, and have stride 2 except the last, which has
+    stride 1 (as in the reference since its commit c0d50e6: at 256x256 the first scale gives
+    35x35 patch logits); the logit conv has stride 1."""
 
     def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 4) -> None:
         super().__init__()
         stages = [nn.Sequential(nn.Conv2d(input_nc, ndf, 4, stride=2, padding=2), nn.LeakyReLU(0.2))]
         channels = ndf
-        for _ in range(1, n_layers):
+        for layer in range(1, n_layers):
             previous, channels = channels, min(2 * channels, 512)
-            conv = spectral_norm(nn.Conv2d(previous, channels, 4, stride=2, padding=2, bias=False))
+            stride = 1 if layer == n_layers - 1 else 2
+            conv = spectral_norm(nn.Conv2d(previous, channels, 4, stride=stride, padding=2, bias=False))
             stages.append(nn.Sequential(conv, nn.InstanceNorm2d(channels, affine=False), nn.LeakyReLU(0.2)))
         stages.append(nn.Sequential(nn.Conv2d(channels, 1, 4, stride=1, padding=2)))
         self.stages = nn.ModuleList(stages)

@@ -48,6 +48,14 @@ class SwitchableNorm2d(nn.Module):
         return ((x32 - mean) / (var + self.eps).sqrt()).to(x.dtype)
 
 
+def spectral_norm(layer: nn.Module) -> nn.Module:
+    """Spectral normalisation by torch's hook-based API, the one the reference uses: in training,
+    each forward first runs one power iteration v <- W^T u, u <- W v. torch's newer
+    parametrization API iterates u <- W v, v <- W^T u instead (and 15 times at creation), so in
+    train mode the same weights, u and v would give other outputs than the reference's."""
+    return nn.utils.spectral_norm(layer)
+
+
 def param_free_norm(kind: str, channels: int) -> nn.Module:
     """Normalisation without learned scale and shift: SPADE provides those."""
     if kind == "batch":
