@@ -11,6 +11,7 @@ SIGTERM (a cluster preempting the job) saves one before exiting.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -46,7 +47,8 @@ from pipeline.devices import resolve_device
 
 log = logging.getLogger("pipeline.train")
 
-LOG_COLUMNS = ("step", "G_gan", "G_feat", "G_vgg", "G_kld", "D_real", "D_fake", "lr_G", "lr_D", "img_per_s")
+LOSSES = ("G_gan", "G_feat", "G_vgg", "G_kld", "D_real", "D_fake")
+LOG_COLUMNS = ("step", *LOSSES, "lr_G", "lr_D", "img_per_s")
 # Settings that may change between a run and its resumption: they do not alter the steps taken so far.
 RESUMABLE_CHANGES = {
     "iterations",
@@ -61,11 +63,17 @@ RESUMABLE_CHANGES = {
 SAMPLES_IN_GRID = 4
 
 
+# Raised when the code changes what a checkpoint of the same settings holds (2: spectral norm
+# as weight_orig/u/v, the reference's discriminator strides), so that old runs are not resumed.
+CHECKPOINT_VERSION = 2
+
+
 def run_key(model: ModelConfig) -> str:
     """Names the checkpoints of one setting: a changed architecture or loss starts a new run
     beside the old one instead of resuming weights that no longer fit."""
     settings = dataclasses.asdict(model)
     settings["training"] = {k: v for k, v in settings["training"].items() if k not in RESUMABLE_CHANGES}
+    settings["checkpoint_version"] = CHECKPOINT_VERSION
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -128,7 +136,15 @@ def training_state(networks: Networks, opt_G, opt_D, step: int) -> dict:
     }
 
 
-def restore(state: dict, networks: Networks, opt_G, opt_D) -> int:
+def resume(checkpoints: Checkpoints, networks: Networks, opt_G, opt_D) -> int:
+    """Restore the newest checkpoint into the networks and optimisers, wherever they live, and
+    return its step (0 without one). It is read onto the CPU whatever device wrote it: the RNG
+    states must be CPU byte tensors, and load_state_dict copies weights and optimiser state to
+    the device of the modules."""
+    newest = checkpoints.newest()
+    if newest is None:
+        return 0
+    state = torch.load(newest, map_location="cpu", weights_only=True)
     networks.generator.load_state_dict(state["generator"])
     networks.discriminator.load_state_dict(state["discriminator"])
     if networks.encoder is not None:
@@ -136,9 +152,22 @@ def restore(state: dict, networks: Networks, opt_G, opt_D) -> int:
     opt_G.load_state_dict(state["opt_G"])
     opt_D.load_state_dict(state["opt_D"])
     torch.set_rng_state(state["rng_cpu"])
-    if state["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    # A job may resume on a node with fewer GPUs visible than the one that saved it.
+    for index, rng in enumerate(state["rng_cuda"][: torch.cuda.device_count()]):
+        torch.cuda.set_rng_state(rng, index)
+    log.info("resumed from step %d (%s)", state["step"], newest)
     return state["step"]
+
+
+def make_optimizers(networks: Networks, cfg: TrainingConfig, fused: bool) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for G (with the encoder, which learns with it) and for D, at their own rates (TTUR)."""
+    g_params = list(networks.generator.parameters())
+    if networks.encoder is not None:
+        g_params += list(networks.encoder.parameters())
+    betas = (cfg.beta1, cfg.beta2)
+    opt_G = torch.optim.Adam(g_params, lr=cfg.lr_G, betas=betas, fused=fused or None)
+    opt_D = torch.optim.Adam(networks.discriminator.parameters(), lr=cfg.lr_D, betas=betas, fused=fused or None)
+    return opt_G, opt_D
 
 
 def generate(generator, encoder, seg: torch.Tensor, real: torch.Tensor):
@@ -155,6 +184,43 @@ def discriminate(discriminator, seg: torch.Tensor, fake: torch.Tensor, real: tor
     in the reference."""
     pairs = torch.cat([torch.cat([seg, fake], 1), torch.cat([seg, real], 1)], 0)
     return split_scores(discriminator(pairs), len(fake))
+
+
+def train_step(
+    networks: Networks,
+    opt_G: torch.optim.Optimizer,
+    opt_D: torch.optim.Optimizer,
+    seg: torch.Tensor,
+    real: torch.Tensor,
+    cfg: TrainingConfig,
+    vgg: VGGLoss | None = None,
+    autocast=contextlib.nullcontext(),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One iteration as the reference runs it: a generator update (hinge GAN + feature matching
+    + VGG + KLD), then a discriminator update on a fake made again by the updated generator.
+    Returns the LOSSES (detached, weighted as optimised) and the D step's fake."""
+    generator, discriminator, encoder = networks.generator, networks.discriminator, networks.encoder
+    zero = torch.zeros((), device=seg.device)
+    with autocast:
+        fake, posterior = generate(generator, encoder, seg, real)
+        loss_kld = kld_loss(*(t.float() for t in posterior)) * cfg.lambda_kld if posterior is not None else zero
+        fake_scores, real_scores = discriminate(discriminator, seg, fake, real)
+        loss_gan = g_hinge_loss(fake_scores)
+        loss_feat = feature_matching_loss(real_scores, fake_scores) * cfg.lambda_feat
+        loss_vgg = vgg(fake.float(), real) * cfg.lambda_vgg if vgg is not None else zero
+    opt_G.zero_grad(set_to_none=True)
+    (loss_gan + loss_feat + loss_vgg + loss_kld).backward()
+    opt_G.step()
+
+    with autocast:
+        with torch.no_grad():
+            fake = generate(generator, encoder, seg, real)[0].detach()
+        fake_scores, real_scores = discriminate(discriminator, seg, fake, real)
+        loss_d_real, loss_d_fake = d_hinge_loss(real_scores, fake_scores)
+    opt_D.zero_grad(set_to_none=True)
+    (loss_d_fake + loss_d_real).backward()
+    opt_D.step()
+    return torch.stack([loss_gan, loss_feat, loss_vgg, loss_kld, loss_d_real, loss_d_fake]).detach(), fake
 
 
 def write_samples(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, path: Path) -> None:
@@ -180,26 +246,18 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
             network.to(
                 device, memory_format=torch.channels_last if cfg.channels_last and cuda else torch.preserve_format
             )
-    g_params = list(networks.generator.parameters())
-    if networks.encoder is not None:
-        g_params += list(networks.encoder.parameters())  # the encoder learns with the generator
-    opt_G = torch.optim.Adam(g_params, lr=cfg.lr_G, betas=(cfg.beta1, cfg.beta2), fused=cuda or None)
-    opt_D = torch.optim.Adam(
-        networks.discriminator.parameters(), lr=cfg.lr_D, betas=(cfg.beta1, cfg.beta2), fused=cuda or None
-    )
+    opt_G, opt_D = make_optimizers(networks, cfg, fused=cuda)
     vgg = VGGLoss(imagenet_vgg19_features()).to(device) if cfg.vgg and cfg.lambda_vgg > 0 else None
-    generator, discriminator, encoder = networks.generator, networks.discriminator, networks.encoder
+    # The step runs the compiled modules; checkpoints hold the state of the originals they share.
+    stepped = networks
     if cfg.compile:
-        generator, discriminator = torch.compile(generator), torch.compile(discriminator)
-        encoder = torch.compile(encoder) if encoder is not None else None
+        encoder = torch.compile(networks.encoder) if networks.encoder is not None else None
+        stepped = Networks(torch.compile(networks.generator), torch.compile(networks.discriminator), encoder)
 
     run_dir = out_dir / "runs" / run_key(model)
     checkpoints = Checkpoints(run_dir / "checkpoints", cfg.keep_checkpoints)
     running_log = run_dir / "train_log.csv"
-    step = 0
-    if (newest := checkpoints.newest()) is not None:
-        step = restore(torch.load(newest, map_location=device, weights_only=True), networks, opt_G, opt_D)
-        log.info("resumed from step %d (%s)", step, newest)
+    step = resume(checkpoints, networks, opt_G, opt_D)
     _truncate_log(running_log, step)
 
     stop_requested = []
@@ -225,37 +283,11 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
             real, seg = to_model_inputs(images_uint8, labels_uint8, device)
             real, seg = real.contiguous(memory_format=memory_format), seg.contiguous(memory_format=memory_format)
 
-            # Generator step.
-            with autocast:
-                fake, posterior = generate(generator, encoder, seg, real)
-                loss_kld = torch.zeros((), device=device)
-                if posterior is not None:
-                    loss_kld = kld_loss(*(t.float() for t in posterior)) * cfg.lambda_kld
-                fake_scores, real_scores = discriminate(discriminator, seg, fake, real)
-                loss_gan = g_hinge_loss(fake_scores)
-                loss_feat = feature_matching_loss(real_scores, fake_scores) * cfg.lambda_feat
-                loss_vgg = (
-                    vgg(fake.float(), real) * cfg.lambda_vgg if vgg is not None else torch.zeros((), device=device)
-                )
-            opt_G.zero_grad(set_to_none=True)
-            (loss_gan + loss_feat + loss_vgg + loss_kld).backward()
-            opt_G.step()
-
-            # Discriminator step, on a fake made by the updated generator.
-            with autocast:
-                with torch.no_grad():
-                    fake = generate(generator, encoder, seg, real)[0].detach()
-                fake_scores, real_scores = discriminate(discriminator, seg, fake, real)
-                loss_d_real, loss_d_fake = d_hinge_loss(real_scores, fake_scores)
-            opt_D.zero_grad(set_to_none=True)
-            (loss_d_fake + loss_d_real).backward()
-            opt_D.step()
-
+            losses, fake = train_step(stepped, opt_G, opt_D, seg, real, cfg, vgg, autocast)
             step += 1
-            # One device sync per step for the log row.
-            losses = torch.stack([loss_gan, loss_feat, loss_vgg, loss_kld, loss_d_real, loss_d_fake]).detach().tolist()
+            values = losses.tolist()  # the one device sync per step, for the log row
             rate = cfg.batch_size / (time.perf_counter() - started)
-            writer.writerow([step, *(f"{v:.6g}" for v in losses), f"{lr_G:.6g}", f"{lr_D:.6g}", f"{rate:.2f}"])
+            writer.writerow([step, *(f"{v:.6g}" for v in values), f"{lr_G:.6g}", f"{lr_D:.6g}", f"{rate:.2f}"])
             bar.update()
             if step % cfg.sample_every == 0 or step == cfg.iterations:
                 write_samples(labels_uint8, real, fake, run_dir / "samples" / f"step_{step:08d}.png")

@@ -1,0 +1,180 @@
+"""Parity with NVlabs/SPADE: its own outputs on two seeded cases (../shared/reference, see its
+README), reproduced by our networks and our training step from the same weights and inputs.
+
+Cases: `spade` (64x64) and `spade_vae` (256x256), ngf = ndf = 8, batch 2, VGG loss off. What is
+compared: G in train and eval mode, every feature of every discriminator scale, E's mu and
+logvar, and one full iteration (G step, then D step on a regenerated fake): its losses and the
+weights after it.
+
+Tolerance: fp32 on the CPU with the same operations in the same order, so the only differences
+are rounding (convolution kernels may sum in another order on another CPU): relative and
+absolute 1e-5, about 100 float32 ulps at these magnitudes. Any real difference (a stride, a
+power-iteration order, a loss averaged differently) moves outputs by 1e-3 or more.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from conftest import shared_dir
+
+from pipeline.config import ModelConfig, validate
+from pipeline.dataset import one_hot_labels
+from pipeline.models import Networks, build
+from pipeline.train import LOSSES, make_optimizers, train_step
+
+FIXTURE = shared_dir() / "reference" / "nvlabs_spade_fixture.pt" if shared_dir() else None
+pytestmark = pytest.mark.skipif(
+    FIXTURE is None or not FIXTURE.exists(),
+    reason="../shared/reference/nvlabs_spade_fixture.pt (NVlabs' outputs) is not beside the checkout",
+)
+
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+
+# NVlabs parameter names -> ours. Names not matched here are the same in both (the whole
+# generator: fc, head_0, G_middle_*, up_*, conv_img, each block's conv_*/norm_* with SPADE's
+# mlp_shared/mlp_gamma/mlp_beta; spectral norm as weight_orig, weight_u, weight_v in both).
+NVLABS_TO_OURS = (
+    # D: discriminator_{scale}.model{stage}; its middle stages wrap (conv, norm) in one more Sequential.
+    (r"^discriminator_(\d+)\.model(\d+)\.0\.(?:0\.)?", r"scales.\1.stages.\2.0."),
+    # E: layer1..layer6 -> layers.0..layers.5.
+    (r"^layer(\d+)\.", lambda match: f"layers.{int(match[1]) - 1}."),
+)
+# NVlabs' loss names -> the positions in our step's LOSSES.
+LOSS_NAMES = {"GAN": "G_gan", "GAN_Feat": "G_feat", "KLD": "G_kld", "D_real": "D_real", "D_Fake": "D_fake"}
+
+
+def ours(name: str) -> str:
+    for pattern, replacement in NVLABS_TO_OURS:
+        name = re.sub(pattern, replacement, name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def fixture() -> dict:
+    return torch.load(FIXTURE, weights_only=True)
+
+
+def networks_from_init(record: dict, name: str) -> tuple[ModelConfig, Networks]:
+    """Our networks built from our config for the case, holding NVlabs' initial weights."""
+    config = validate({"training": {"resolution": record["resolution"], "vgg": False}})
+    config["models"][name].update(ngf=record["options"]["ngf"], ndf=record["options"]["ndf"])
+    model = ModelConfig.from_config(config, name)
+    networks = build(model)
+    for part, network in (("G", networks.generator), ("D", networks.discriminator), ("E", networks.encoder)):
+        if network is not None:
+            network.load_state_dict({ours(k): v for k, v in record["init"][part].items()})  # strict: 1:1
+    return model, networks
+
+
+def inputs(record: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    seg = one_hot_labels(record["labels"], torch.device("cpu"))
+    return seg, record["image"], record["z"] if "encoder" in record else None
+
+
+CASES = ["spade", "spade_vae"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_nvlabs_options_are_our_defaults(fixture, name):
+    """The fixture was made with NVlabs' defaults; ours must be the same settings."""
+    record, (model, _) = fixture[name], networks_from_init(fixture[name], name)
+    options, cfg = record["options"], model.training
+    assert (model.norm, model.vae, model.num_upsampling_layers) == ("batch", options["use_vae"], options["num_upsampling_layers"])
+    assert (model.num_D, model.n_layers_D, model.z_dim) == (options["num_D"], options["n_layers_D"], options["z_dim"])
+    assert (cfg.lr_G, cfg.lr_D) == (record["step1"]["lr"]["G"], record["step1"]["lr"]["D"])
+    assert (cfg.beta1, cfg.beta2) == tuple(record["step1"]["betas"])
+    assert (cfg.lambda_feat, cfg.lambda_kld) == (options["lambda_feat"], options["lambda_kld"])
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_nvlabs_parameter_counts(fixture, name):
+    _, networks = networks_from_init(fixture[name], name)
+    counts = fixture[name]["param_counts"]
+    assert sum(p.numel() for p in networks.generator.parameters()) == counts["G"]
+    assert sum(p.numel() for p in networks.discriminator.parameters()) == counts["D"]
+    if networks.encoder is not None:
+        assert sum(p.numel() for p in networks.encoder.parameters()) == counts["E"]
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_nvlabs_generator_output(fixture, name, mode):
+    """Train mode: batch norm on batch statistics and one spectral-norm power iteration per
+    forward, in NVlabs' order; eval mode: running statistics and the stored u, v."""
+    record = fixture[name]
+    _, networks = networks_from_init(record, name)
+    seg, _, z = inputs(record)
+    with torch.no_grad():
+        fake = networks.generator.train(mode == "train")(seg, z)
+    torch.testing.assert_close(fake, record[f"G_{mode}"], **TOLERANCE)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_nvlabs_discriminator_features_of_every_scale(fixture, name):
+    """The fakes, then the reals, on the batch axis, as NVlabs scores them in one pass. The
+    shapes show the strides (the last middle conv has stride 1)."""
+    record = fixture[name]
+    _, networks = networks_from_init(record, name)
+    seg, real, _ = inputs(record)
+    pairs = torch.cat([torch.cat([seg, record["G_train"]], 1), torch.cat([seg, real], 1)], 0)
+    with torch.no_grad():
+        scales = networks.discriminator(pairs)
+    assert [[f.shape for f in scale] for scale in scales] == [[f.shape for f in scale] for scale in record["D_train"]]
+    for scale, reference in zip(scales, record["D_train"]):
+        for feature, expected in zip(scale, reference):
+            torch.testing.assert_close(feature, expected, **TOLERANCE)
+
+
+def test_nvlabs_discriminator_patch_logits_at_256_are_35x35(fixture):
+    assert fixture["spade_vae"]["D_train"][0][-1].shape[-2:] == (35, 35)
+
+
+def test_nvlabs_encoder_mu_and_logvar(fixture):
+    record = fixture["spade_vae"]
+    _, networks = networks_from_init(record, "spade_vae")
+    with torch.no_grad():
+        mu, logvar = networks.encoder(record["image"])
+    torch.testing.assert_close(mu, record["encoder"]["mu"], **TOLERANCE)
+    torch.testing.assert_close(logvar, record["encoder"]["logvar"], **TOLERANCE)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_nvlabs_one_training_iteration(fixture, name):
+    """Our train_step from NVlabs' initial weights on its inputs: the G losses (hinge GAN,
+    feature matching, KLD), the D losses, and every tensor of G, D and E after both updates
+    (NVlabs' digests: sum, L2 norm and the first 8 values). The VAE case draws its noise from
+    torch's global RNG, seeded 2 as the fixture did; our step draws it in the same order."""
+    record = fixture[name]
+    model, networks = networks_from_init(record, name)
+    seg, real, _ = inputs(record)
+    # The fixture's step started where its recording left D and E: each had run one forward in
+    # train mode since init (for D_train and mu/logvar), which advanced their spectral norms'
+    # u and v once; G was reset to init. Replay those forwards.
+    with torch.no_grad():
+        networks.discriminator(torch.cat([torch.cat([seg, record["G_train"]], 1), torch.cat([seg, real], 1)], 0))
+        if networks.encoder is not None:
+            networks.encoder(real)
+    opt_G, opt_D = make_optimizers(networks, model.training, fused=False)
+    torch.manual_seed(2)
+    losses, _ = train_step(networks, opt_G, opt_D, seg, real, model.training)
+
+    measured = dict(zip(LOSSES, losses.tolist()))
+    expected = {**record["step1"]["G_losses"], **record["step1"]["D_losses"]}
+    for nvlabs_name, value in expected.items():
+        assert measured[LOSS_NAMES[nvlabs_name]] == pytest.approx(value, rel=1e-5, abs=1e-6), nvlabs_name
+    if "KLD" not in expected:
+        assert measured["G_kld"] == 0
+
+    for part, network in (("G", networks.generator), ("D", networks.discriminator), ("E", networks.encoder)):
+        if network is None:
+            continue
+        state = network.state_dict()
+        for nvlabs_name, digest in record["step1"][part].items():
+            tensor = state[ours(nvlabs_name)].double()
+            where = f"{part} {nvlabs_name}"
+            assert tensor.sum().item() == pytest.approx(digest["sum"], rel=1e-4, abs=1e-4), where
+            assert tensor.norm().item() == pytest.approx(digest["norm"], rel=1e-5, abs=1e-6), where
+            torch.testing.assert_close(tensor.flatten()[:8], digest["head"].double(), **TOLERANCE, msg=where)
