@@ -111,8 +111,9 @@ def evaluate_row(
     }
 
 
-def training_summary(weights: Path, train_log: Path) -> dict:
-    """Resolution, iterations and training hours (the sum of the logged step times)."""
+def training_summary(weights: Path, train_log: Path, vae_z: str) -> dict:
+    """Resolution, iterations, training hours (the sum of the logged step times) and, for VAE
+    models, where synthesis took z from (metrics.vae_z)."""
     model = ModelConfig.from_settings(torch.load(weights, map_location="cpu", weights_only=True)["model"])
     rows = read_csv(train_log, LOG_COLUMNS)
     seconds = sum(model.training.batch_size / float(row["img_per_s"]) for row in rows)
@@ -120,6 +121,7 @@ def training_summary(weights: Path, train_log: Path) -> dict:
         "resolution": model.training.resolution,
         "iterations": model.training.iterations,
         "train_hours": seconds / 3600,
+        "vae_z": vae_z if model.vae else None,
     }
 
 
@@ -165,9 +167,9 @@ def main() -> None:
         args.name, args.truth, args.predictions, args.images, Statistics.load(args.real_stats), metrics_cfg, device
     )
     if args.weights:
-        result.update(training_summary(args.weights, args.train_log))
+        result.update(training_summary(args.weights, args.train_log, metrics_cfg["vae_z"]))
     else:
-        result.update({"resolution": args.resolution, "iterations": None, "train_hours": None})
+        result.update({"resolution": args.resolution, "iterations": None, "train_hours": None, "vae_z": None})
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     log.info(

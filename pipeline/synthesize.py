@@ -1,8 +1,10 @@
 """`python -m pipeline.synthesize`: faces from label maps with a trained generator.
 
 Each image is seeded by (seed, image id), so the same label map always gives the same face,
-whatever the batch. VAE models draw z at random, or, with --style IMAGE, from the encoder's
-distribution for that image (style-guided synthesis, as in the SPADE paper).
+whatever the batch. VAE models draw z from the prior; or, with --style IMAGE, from the
+encoder's posterior for that image (style-guided synthesis, as in the SPADE paper); or, with
+--vae-z encode and --manifests, from the posterior of each test image's own real photo (the
+test protocol of NVlabs' test.py).
 
     python -m pipeline.synthesize --model spade_vae --labels a.png b.png --style face.jpg --out DIR
 """
@@ -16,6 +18,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -59,17 +62,14 @@ def synthesize(
     label_paths: Sequence[str | os.PathLike],
     out_paths: Sequence[str | os.PathLike],
     device: torch.device,
-    style: str | os.PathLike | None = None,
+    styles: Sequence[str | os.PathLike] | None = None,
     batch_size: int = 8,
 ) -> None:
-    """Write one face per label map, at the model's working resolution."""
+    """Write one face per label map, at the model's working resolution. `styles`: for VAE
+    models, one image per label map whose encoding gives z (None: z from the prior)."""
     resolution = model.training.resolution
-    if style is not None and networks.encoder is None:
-        raise PipelineError(f"--style needs a VAE model; {model.name} has no encoder")
-    style_batch = None
-    if style is not None:
-        style_image = torch.from_numpy(working_image(style, resolution)).permute(2, 0, 1)[None]
-        style_batch = style_image.to(device).float().div(127.5).sub(1)
+    if styles is not None and networks.encoder is None:
+        raise PipelineError(f"a style image needs a VAE model; {model.name} has no encoder")
     for start in tqdm(range(0, len(label_paths), batch_size), desc=f"synthesize {model.name}", unit="batch"):
         labels_chunk = label_paths[start : start + batch_size]
         outs = out_paths[start : start + batch_size]
@@ -87,8 +87,10 @@ def synthesize(
                     for out in outs
                 ]
             )
-            if style_batch is not None:
-                mu, logvar = networks.encoder(style_batch)
+            if styles is not None:
+                photos = [working_image(path, resolution) for path in styles[start : start + batch_size]]
+                photos = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).to(device)
+                mu, logvar = networks.encoder(photos.float().div(127.5).sub(1))
                 z = mu + noise * torch.exp(0.5 * logvar)
             else:
                 z = noise
@@ -107,7 +109,14 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--labels", type=Path, nargs="+", help="label map PNGs (class indices)")
     source.add_argument("--manifests", type=Path, nargs="+", help="parsing manifests: their test images are used")
-    parser.add_argument("--style", type=Path, help="style image for a VAE model's encoder")
+    style = parser.add_mutually_exclusive_group()
+    style.add_argument("--style", type=Path, help="VAE models: z from the encoding of this image, for every label map")
+    style.add_argument(
+        "--vae-z",
+        choices=["prior", "encode"],
+        default="prior",
+        help="VAE models: z from the prior, or (with --manifests) from the encoding of each test image's real photo",
+    )
     parser.add_argument("--out", "--out-dir", dest="out", type=Path, required=True, help="folder for {image_id}.png")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--batch-size", type=int, default=8)
@@ -117,11 +126,19 @@ def main() -> None:
     weights = args.weights or Path("results/models") / args.model / "generator.pt"
     model, networks = load_trained(weights, device)
     if args.labels:
-        labels = [str(path) for path in args.labels]
+        if args.vae_z == "encode":
+            parser.error("--vae-z encode takes each test image's photo from --manifests")
+        labels, photos = [str(path) for path in args.labels], None
     else:
-        labels = [row["label"] for row in read_manifests(args.manifests, "test")]
+        rows = read_manifests(args.manifests, "test")
+        labels, photos = [row["label"] for row in rows], [row["path"] for row in rows]
+    styles = None
+    if args.style:
+        styles = [args.style] * len(labels)
+    elif args.vae_z == "encode" and networks.encoder is not None:
+        styles = photos
     outs = [args.out / f"{Path(label).stem}.png" for label in labels]
-    synthesize(model, networks, labels, outs, device, args.style, args.batch_size)
+    synthesize(model, networks, labels, outs, device, styles, args.batch_size)
     log.info("%s: wrote %d faces to %s", model.name, len(outs), args.out)
 
 

@@ -38,7 +38,11 @@ COLUMNS = (
     "resolution",
     "iterations",
     "train_hours",
+    "vae_z",
 )
+
+# How the method column names where a VAE row's z came from (metrics.vae_z).
+VAE_Z = {"prior": "z from the prior", "encode": "z encoded from the real test photo"}
 
 
 def _cell(value) -> str:
@@ -65,8 +69,9 @@ def markdown(rows: list[dict]) -> str:
         fid = f"{row['FID']:.1f}" + ("*" if row["FID_unstable"] else "")
         kid = f"{100 * row['KID']:.2f} ± {100 * row['KID_std']:.2f}"
         iterations = "" if row["iterations"] is None else str(row["iterations"])
+        method = row["model"] + (f" ({VAE_Z[row['vae_z']]})" if row["vae_z"] else "")
         lines.append(
-            f"| {row['model']} | {accuracy} | {miou} | {fid} | {kid} | {row['n_test']} | "
+            f"| {method} | {accuracy} | {miou} | {fid} | {kid} | {row['n_test']} | "
             f"{row['resolution']} | {iterations} |"
         )
     lines.append("")
@@ -75,6 +80,11 @@ def markdown(rows: list[dict]) -> str:
         "working resolution (the upper bound for accuracy and mIoU) and FID/KID of real train against "
         "real test images."
     )
+    if any(row["vae_z"] == "encode" for row in rows):
+        lines.append(
+            "VAE rows with z encoded from the real test photo (NVlabs' test protocol) borrow that photo's "
+            "appearance: they are not comparable with rows that see only the label map."
+        )
     if any(row["FID_unstable"] for row in rows):
         lines.append(
             "*: fewer images than Inception features (2048): the covariance is singular and FID is "

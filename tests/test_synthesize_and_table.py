@@ -97,12 +97,49 @@ def test_style_guided_synthesis_uses_the_encoder_and_needs_a_vae(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     model, networks = load_trained(weights, torch.device("cpu"))
-    synthesize(model, networks, labels, [tmp_path / "b" / "00000.png"], torch.device("cpu"), style=style_b)
+    synthesize(model, networks, labels, [tmp_path / "b" / "00000.png"], torch.device("cpu"), styles=[style_b])
     assert not np.array_equal(pixels(tmp_path / "a" / "00000.png"), pixels(tmp_path / "b" / "00000.png"))
 
     plain_model, plain = load_trained(saved_generator(tmp_path, "spade"), torch.device("cpu"))
-    with pytest.raises(PipelineError, match="--style needs a VAE model"):
-        synthesize(plain_model, plain, labels, [tmp_path / "c.png"], torch.device("cpu"), style=style_a)
+    with pytest.raises(PipelineError, match="a style image needs a VAE model"):
+        synthesize(plain_model, plain, labels, [tmp_path / "c.png"], torch.device("cpu"), styles=[style_a])
+
+
+def synthesize_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.synthesize", "--device", "cpu", *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def test_vae_z_encode_takes_each_test_images_own_photo_and_prior_ignores_it(tmp_path):
+    """metrics.vae_z: `encode` (NVlabs' test protocol) makes a face from the encoding of the same
+    image's real photo; `prior` sees only the label map. Two test images share one label map
+    and differ in their photos."""
+    label = label_files(tmp_path, count=1)[0]
+    (tmp_path / "labels").mkdir()
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    Image.new("RGB", (40, 40), (250, 10, 10)).save(red)
+    Image.new("RGB", (40, 40), (10, 10, 250)).save(blue)
+    rows = ""
+    for photo in (red, blue):
+        (tmp_path / "labels" / photo.name).write_bytes(label.read_bytes())  # label maps are named by image id
+        rows += f"{photo.stem},test,{photo},{tmp_path / 'labels' / photo.name}\n"
+    manifest = tmp_path / "shard.csv"
+    manifest.write_text("image_id,split,path,label\n" + rows)
+    weights = saved_generator(tmp_path, "spade_vae")
+    for mode in ("prior", "encode"):
+        result = synthesize_cli("--weights", weights, "--manifests", manifest, "--vae-z", mode, "--out", tmp_path / mode)
+        assert result.returncode == 0, result.stderr
+    model, networks = load_trained(weights, torch.device("cpu"))
+    # encode is the prior's noise through the encoder's posterior of the image's own photo
+    expected = [tmp_path / "expected" / "red.png", tmp_path / "expected" / "blue.png"]
+    synthesize(model, networks, [label, label], expected, torch.device("cpu"), styles=[red, blue])
+    assert not np.array_equal(pixels(expected[0]), pixels(expected[1]))
+    for name in ("red", "blue"):
+        np.testing.assert_array_equal(pixels(tmp_path / "encode" / f"{name}.png"), pixels(tmp_path / "expected" / f"{name}.png"))
+        assert not np.array_equal(pixels(tmp_path / "encode" / f"{name}.png"), pixels(tmp_path / "prior" / f"{name}.png"))
+
+    refused = synthesize_cli("--weights", weights, "--labels", label, "--vae-z", "encode", "--out", tmp_path / "x")
+    assert refused.returncode == 2 and "--vae-z encode takes each test image's photo from --manifests" in refused.stderr
 
 
 def row(name: str, **values) -> dict:
@@ -122,6 +159,7 @@ def row(name: str, **values) -> dict:
         "resolution": 256,
         "iterations": 50000,
         "train_hours": 12.5,
+        "vae_z": None,
         "per_class_iou": {},
     }
     return {**base, **values}
@@ -134,6 +172,15 @@ def test_markdown_table_in_the_papers_style():
     assert lines[2] == "| spade | 90.0 [85.0, 95.0] | 50.0 [45.0, 55.0] | 31.2 | 1.23 ± 0.10 | 2000 | 256 | 50000 |"
     assert lines[3].startswith("| real | 90.0") and lines[3].endswith("| 256 |  |") and "31.2*" in lines[3]
     assert any(line.startswith("*: fewer images") for line in lines)
+
+
+def test_the_table_names_where_a_vae_rows_z_came_from():
+    prior = markdown([row("spade_vae", vae_z="prior"), row("spade")]).splitlines()
+    assert prior[2].startswith("| spade_vae (z from the prior) |") and prior[3].startswith("| spade |")
+    assert not any("not comparable" in line for line in prior)
+    encoded = markdown([row("spade_vae", vae_z="encode")]).splitlines()
+    assert encoded[2].startswith("| spade_vae (z encoded from the real test photo) |")
+    assert any("not comparable" in line for line in encoded)
 
 
 def test_table_columns_are_those_the_issue_asks_for():

@@ -9,6 +9,7 @@ rule synthesize:
         model=MODEL_PATTERN,
     params:
         device=config["metrics"]["device"],
+        vae_z=config["metrics"]["vae_z"],
     log:
         "results/logs/synthesize/{model}.log",
     benchmark:
@@ -22,7 +23,7 @@ rule synthesize:
         "../../envs/torch.yaml"
     shell:
         "python -m pipeline.synthesize --weights {input.weights} --manifests {input.manifests}"
-        " --out-dir {output} --device {params.device} > {log} 2>&1"
+        " --out-dir {output} --device {params.device} --vae-z {params.vae_z} > {log} 2>&1"
 
 
 rule real_images:
