@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from conftest import data_section, md5, shared_dir, smoke_config, snakemake
+from conftest import REPO, data_section, md5, shared_dir, smoke_config, snakemake
 
 from pipeline.data.split import read_split
 from pipeline.files import file_digest
@@ -31,6 +31,21 @@ def test_dry_run_of_the_split_works_offline(tmp_path):
     result = snakemake("-n", "results/data/split.csv", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "checkpoint split:" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("configfile", [None, "tests/smoke/config.yaml"])
+@pytest.mark.parametrize("profile", [[], ["--workflow-profile", "none"]])
+def test_dry_run_of_the_whole_table_works_from_an_empty_directory(tmp_path, configfile, profile):
+    """The first command many users type, before the split checkpoint has ever run: every job up
+    to the table is planned and its shell command printed (the evaluation's named inputs
+    included), and nothing is written."""
+    config = ["--configfile=" + str(REPO / configfile)] if configfile else []
+    result = snakemake("results/table.csv", "-n", "--printshellcmds", *profile, *config, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert "checkpoint split:" in output and "rule table:" in output
+    assert re.search(r"pipeline\.evaluate row --name real --truth results/real/\d+/truth", output)
     assert not (tmp_path / "results").exists()
 
 

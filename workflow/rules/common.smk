@@ -55,10 +55,13 @@ def row_images(row, part):
 
 
 def evaluate_inputs(wildcards):
+    """The inputs of a row's evaluation that are known before the split exists. (Its
+    re-segmentation shards are not: they are a separate input, so that while the split
+    checkpoint is pending only that input waits for it and the named ones stay, e.g. for a dry
+    run's shell commands.)"""
     row, resolution = wildcards.row, row_resolution(wildcards.row)
     inputs = {
         "truth": f"results/real/{resolution}/truth",
-        "predictions": resegment_shards(row),
         # FID of the real row compares real train with real test images, in equal numbers.
         "images": row_images(row, "train"),
         "real_stats": f"results/real/{resolution}/test_stats.npz",

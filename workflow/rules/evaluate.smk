@@ -113,6 +113,7 @@ rule evaluate:
     """Accuracy, mIoU with bootstrap intervals, per-class IoU, FID and KID of one table row."""
     input:
         unpack(evaluate_inputs),
+        predictions=lambda wildcards: resegment_shards(wildcards.row),
     output:
         "results/metrics/{row}.json",
     wildcard_constraints:
