@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from pipeline.images import load_rgb
 from pipeline.labelmaps import FLIPPED_CLASS, NUM_CLASSES, read_label
+from pipeline.progress import progress
 
 
 def working_image(path: str | os.PathLike, resolution: int) -> np.ndarray:
@@ -52,7 +52,7 @@ class PairedFaces:
         jobs = [(image, label, resolution) for image, label in zip(image_paths, label_paths)]
         with ProcessPoolExecutor(max_workers=workers) as pool:
             pairs = pool.map(_pair, jobs, chunksize=16)
-            for index, (image, label) in enumerate(tqdm(pairs, total=len(jobs), desc="load", unit="img")):
+            for index, (image, label) in enumerate(progress(pairs, total=len(jobs), desc="load", unit="img")):
                 images[index] = torch.from_numpy(image).permute(2, 0, 1)
                 labels[index] = torch.from_numpy(label)
         return cls(images, labels)

@@ -12,14 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlparse
 
 import requests
 import urllib3
-from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.files import file_digest
+from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ class DownloadError(PipelineError):
 
 class QuotaExceeded(DownloadError):
     """Google Drive refuses further downloads of a file for now; retrying soon does not help."""
+
+
+class UnknownHost(DownloadError):
+    """The server's name does not resolve (offline, or no DNS): retrying does not help."""
 
 
 class _Transient(Exception):
@@ -83,11 +87,11 @@ def fetch_all(
 ) -> None:
     """Fetch every file with `workers` threads; raise one DownloadError naming each failure.
 
-    A Google Drive quota refusal stops the whole batch, since every further request
-    would be refused too.
+    A Google Drive quota refusal or a host name that does not resolve stops the whole batch,
+    since every further request would fail the same way.
     """
     failures: dict[str, str] = {}
-    quota: list[QuotaExceeded] = []
+    final: list[DownloadError] = []
     stop = threading.Event()
     local = threading.local()
     sessions: list[requests.Session] = []
@@ -102,8 +106,8 @@ def fetch_all(
                 sessions.append(local.session)
         try:
             fetch(remote, local.session, policy)
-        except QuotaExceeded as err:
-            quota.append(err)
+        except (QuotaExceeded, UnknownHost) as err:
+            final.append(err)
             stop.set()
         except DownloadError as err:
             with lock:
@@ -111,13 +115,13 @@ def fetch_all(
         finally:
             bar.update()
 
-    with tqdm(total=len(remotes), desc=desc, unit="file") as bar:
+    with progress(total=len(remotes), desc=desc, unit="file") as bar:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(work, remotes))
     for session in sessions:
         session.close()
-    if quota:
-        raise quota[0]
+    if final:
+        raise final[0]
     if failures:
         for message in failures.values():
             log.error("%s", message)
@@ -142,6 +146,9 @@ class _Download:
             try:
                 self._append_missing_bytes()
             except (_Transient, requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as err:
+                if _name_not_resolved(err):
+                    host = urlparse(self.url).hostname
+                    raise UnknownHost(f"{remote.name}: cannot resolve {host} (offline, or no DNS?) for {self.url}") from None
                 problem = f"{type(err).__name__}: {err}"
                 log.info("%s: attempt %d failed (%s)", remote.name, attempt + 1, problem)
                 continue
@@ -187,6 +194,19 @@ class _Download:
                         self.on_bytes(len(chunk))
 
 
+def _name_not_resolved(err: BaseException) -> bool:
+    """Whether a connection failed because the host name did not resolve (requests wraps
+    urllib3's NameResolutionError in a MaxRetryError in a ConnectionError)."""
+    while err is not None:
+        if isinstance(err, urllib3.exceptions.NameResolutionError):
+            return True
+        if isinstance(err, urllib3.exceptions.MaxRetryError) and err.reason is not None:
+            err = err.reason
+        else:
+            err = err.args[0] if err.args and isinstance(err.args[0], BaseException) else None
+    return False
+
+
 def _range_start(response: requests.Response) -> int | None:
     # "Content-Range: bytes 100-199/200"
     value = response.headers.get("Content-Range", "")
@@ -218,11 +238,7 @@ def _confirmed_url(response: requests.Response) -> str:
     page for large files. Drive's quota page is final; any other page is worth a retry."""
     page = response.text
     if any(marker in page for marker in _QUOTA_MARKERS):
-        raise QuotaExceeded(
-            f"Google Drive's download quota is exceeded for {response.url}. Try again in a day, "
-            "or set data.ffhq.mirror to a mirror of FFHQ, or download FFHQ yourself and use "
-            "data.source: folder"
-        )
+        raise QuotaExceeded(f"Google Drive's download quota is exceeded for {response.url}; try again in a day")
     target = drive_confirm_url(page, response.url)
     if target is None:
         raise _Transient(f"got an HTML page instead of the file from {response.url}")

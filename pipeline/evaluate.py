@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pipeline import cli
 from pipeline.config import ModelConfig
@@ -33,6 +32,7 @@ from pipeline.metrics import bootstrap_intervals, confusion_matrix, mean_iou, pe
 from pipeline.parse.manifest import read_manifests
 from pipeline.train import LOG_COLUMNS
 from pipeline.devices import resolve_device
+from pipeline.progress import progress
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -47,14 +47,14 @@ def write_real(manifests: list[Path], resolution: int, out_dir: Path) -> None:
         raise PipelineError(f"no test images in {', '.join(map(str, manifests))}")
     if len(train) < len(test):
         log.warning("only %d train images for the real row's FID against %d test images", len(train), len(test))
-    for row in tqdm(test, desc="real test", unit="img"):
+    for row in progress(test, desc="real test", unit="img"):
         save_png(working_image(row["path"], resolution), out_dir / "test" / f"{row['image_id']}.png")
         write_label(
             working_labels(row["label"], resolution),
             out_dir / "truth" / f"{row['image_id']}.png",
             provenance=f"{row['label']} nearest {resolution}",
         )
-    for row in tqdm(train, desc="real train", unit="img"):
+    for row in progress(train, desc="real train", unit="img"):
         save_png(working_image(row["path"], resolution), out_dir / "train" / f"{row['image_id']}.png")
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pipeline import cli
 from pipeline.config import ModelConfig
@@ -30,6 +29,7 @@ from pipeline.images import save_png
 from pipeline.models import Networks, build
 from pipeline.parse.manifest import read_manifests
 from pipeline.devices import resolve_device
+from pipeline.progress import progress
 
 log = logging.getLogger("pipeline.synthesize")
 
@@ -70,7 +70,7 @@ def synthesize(
     resolution = model.training.resolution
     if styles is not None and networks.encoder is None:
         raise PipelineError(f"a style image needs a VAE model; {model.name} has no encoder")
-    for start in tqdm(range(0, len(label_paths), batch_size), desc=f"synthesize {model.name}", unit="batch"):
+    for start in progress(range(0, len(label_paths), batch_size), desc=f"synthesize {model.name}", unit="batch"):
         labels_chunk = label_paths[start : start + batch_size]
         outs = out_paths[start : start + batch_size]
         labels = torch.stack([torch.from_numpy(working_labels(path, resolution)) for path in labels_chunk])

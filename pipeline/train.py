@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pipeline import cli
 from pipeline.config import ModelConfig, TrainingConfig, load
@@ -44,6 +43,7 @@ from pipeline.models.loss import (
 )
 from pipeline.parse.manifest import read_manifests
 from pipeline.devices import resolve_device
+from pipeline.progress import progress
 
 log = logging.getLogger("pipeline.train")
 
@@ -267,7 +267,7 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
     with (
         # Line-buffered: each step's row is on disk at once, for `tail -f` and for a killed run.
         open(running_log, "a", newline="", buffering=1) as log_file,
-        tqdm(total=cfg.iterations, initial=step, desc=f"train {model.name}", unit="step") as bar,
+        progress(total=cfg.iterations, initial=step, desc=f"train {model.name}", unit="step") as bar,
     ):
         writer = csv.writer(log_file)
         while step < cfg.iterations:

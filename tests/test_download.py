@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+
 import pytest
-from conftest import data_section, md5
+from conftest import REPO, data_section, md5
 
 from pipeline.config import ConfigError, DataConfig
 from pipeline.data import ffhq
 from pipeline.data.__main__ import prepare
-from pipeline.download import DownloadError, QuotaExceeded, drive_confirm_url
+from pipeline.download import DownloadError, drive_confirm_url
 from pipeline.files import file_digest
 
 
@@ -95,9 +100,37 @@ def test_google_drive_resume_goes_to_the_confirmed_url(fake_ffhq, tmp_path):
 
 def test_google_drive_quota_stops_with_advice(fake_ffhq, tmp_path):
     fake_ffhq.fault("/uc", "quota")
-    with pytest.raises(QuotaExceeded, match="data.ffhq.mirror.*data.source: folder"):
+    with pytest.raises(DownloadError, match="quota is exceeded.*data.ffhq.mirror.*data.source: folder"):
         run(fake_ffhq, tmp_path, ffhq={"mirror": None, "workers": 1})
     assert not list((tmp_path / "ffhq").rglob("*.png"))
+
+
+# RFC 6761: names under .invalid never resolve, online or not.
+@pytest.mark.parametrize("where", ["metadata", "mirror"])
+def test_a_host_that_does_not_resolve_fails_at_once_with_advice(fake_ffhq, tmp_path, where):
+    """Not transient: no retry, no backoff; the message says how to get FFHQ another way."""
+    broken = {"metadata": {"metadata": "https://ffhq.invalid/ffhq-dataset-v2.json"},
+              "mirror": {"mirror": "http://ffhq.invalid/ffhq"}}[where]
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as failure:
+        run(fake_ffhq, tmp_path, ffhq={"retries": 5, "backoff_s": 2.0, **broken})
+    assert time.monotonic() - started < 2.0  # one backoff would already take 2 s
+    message = str(failure.value)
+    assert "cannot resolve ffhq.invalid" in message and "\n" not in message
+    assert "data.ffhq.mirror" in message and "data.source: folder" in message and "data.folder" in message
+    assert not list((tmp_path / "ffhq").rglob("*.png")) and not list((tmp_path / "ffhq").rglob("*.part"))
+
+
+def test_the_data_cli_logs_whole_lines_without_progress_bar_redraws(fake_ffhq, tmp_path):
+    """A rule's log is stderr redirected to a file: progress arrives as plain lines."""
+    section = data_section(fake_ffhq, tmp_path / "ffhq", subsample=6)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.data", "--data-json", json.dumps(section), "--out", str(tmp_path / "split.csv")],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr and "\x1b" not in result.stderr
+    assert any(line.startswith("FFHQ images1024x1024: 100%") for line in result.stderr.splitlines())
 
 
 def test_drive_confirm_url_reads_old_style_link():

@@ -5,20 +5,37 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import quote, urlparse
 
-from tqdm import tqdm
 
 from pipeline.config import ConfigError, FfhqSource
-from pipeline.download import RemoteFile, RetryPolicy, fetch, fetch_all, new_session
+from pipeline.download import (
+    DownloadError,
+    QuotaExceeded,
+    RemoteFile,
+    RetryPolicy,
+    UnknownHost,
+    fetch,
+    fetch_all,
+    new_session,
+)
 from pipeline.errors import PipelineError
 from pipeline.files import file_digest
+from pipeline.progress import progress
 
 # The metadata key of each downloadable kind (see NVlabs/ffhq-dataset).
 KIND_KEYS = {"images1024x1024": "image", "thumbnails128x128": "thumbnail"}
 METADATA_NAME = "ffhq-dataset-v2.json"
+# What to do when Google Drive cannot serve FFHQ to this machine (README: "Getting FFHQ by hand").
+FFHQ_BY_HAND = (
+    "set data.ffhq.mirror to the base URL of an FFHQ mirror (and data.ffhq.metadata to its "
+    "ffhq-dataset-v2.json or a local copy), or download FFHQ yourself "
+    "(https://github.com/NVlabs/ffhq-dataset: images1024x1024/) and set data.source: folder and "
+    "data.folder: /path/to/images1024x1024 (README: Getting FFHQ by hand)"
+)
 
 
 class MetadataError(PipelineError):
@@ -54,7 +71,7 @@ def metadata_path(source: FfhqSource) -> Path:
             size=None,
             checksum=f"md5:{source.metadata_md5}",
         )
-        with new_session() as session, tqdm(desc="metadata", unit="B", unit_scale=True) as bar:
+        with new_session() as session, progress(desc="metadata", unit="B", unit_scale=True) as bar, advised():
             return fetch(remote, session, retry_policy(source), on_bytes=bar.update)
     path = Path(source.metadata)
     if not path.is_file():
@@ -122,5 +139,15 @@ def download(entries: Iterable[FfhqEntry], source: FfhqSource) -> dict[str, Path
         )
         for entry in entries
     ]
-    fetch_all(remotes, retry_policy(source), workers=source.workers, desc=f"FFHQ {source.kind}")
+    with advised():
+        fetch_all(remotes, retry_policy(source), workers=source.workers, desc=f"FFHQ {source.kind}")
     return {remote.name: remote.path for remote in remotes}
+
+
+@contextmanager
+def advised():
+    """Failures no rerun soon can mend (an unresolvable host, Drive's quota) say what to do."""
+    try:
+        yield
+    except (UnknownHost, QuotaExceeded) as err:
+        raise DownloadError(f"{err}. To get FFHQ another way, {FFHQ_BY_HAND}") from None

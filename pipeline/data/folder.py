@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tqdm import tqdm
 
 from pipeline.config import ConfigError
 from pipeline.errors import PipelineError
 from pipeline.images import load_rgb
+from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -44,5 +44,5 @@ def find_images(folder: str | os.PathLike) -> dict[str, Path]:
 def verify(paths: Mapping[str, Path], workers: int) -> None:
     """Decode every image fully; the first unreadable one is an error naming its file."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in tqdm(pool.map(load_rgb, paths.values()), total=len(paths), desc="verify", unit="img"):
+        for _ in progress(pool.map(load_rgb, paths.values()), total=len(paths), desc="verify", unit="img"):
             pass

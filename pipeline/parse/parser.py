@@ -19,12 +19,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from pipeline.devices import resolve_device
 from pipeline.images import ImageReadError, load_rgb
 from pipeline.labelmaps import label_provenance, write_label
 from pipeline.parse.weights import load_bisenet
+from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def parse_images(
     loader = parser_inputs([src for src, _ in todo], parser.size, batch_size, workers, parser.device.type == "cuda")
     # PNG encoding runs in threads (zlib releases the GIL) so the model need not wait for it;
     # the queue of unfinished writes is bounded to keep memory flat on long lists.
-    with ThreadPoolExecutor(max_workers=4) as writer, tqdm(total=len(todo), desc=desc, unit="img") as bar:
+    with ThreadPoolExecutor(max_workers=4) as writer, progress(total=len(todo), desc=desc, unit="img") as bar:
         pending: deque = deque()
         for indices, images, errors in loader:
             bad = next((message for message in errors if message), None)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 from facexlib.parsing.bisenet import BiSeNet
-from tqdm import tqdm
 
 from pipeline.download import DownloadError, RemoteFile, RetryPolicy, fetch, new_session
 from pipeline.errors import PipelineError
 from pipeline.files import file_digest
 from pipeline.labelmaps import NUM_CLASSES
+from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def download_weights(
     remote = RemoteFile("BiSeNet face-parsing weights", url, path, size, f"sha256:{sha256}")
     session = new_session()
     try:
-        with tqdm(total=size, unit="B", unit_scale=True, desc=path.name) as bar:
+        with progress(total=size, unit="B", unit_scale=True, desc=path.name) as bar:
             return fetch(remote, session, policy, on_bytes=bar.update)
     except DownloadError as err:
         raise WeightsError(
