@@ -148,6 +148,10 @@ REAL_ROW = "real"
 SPADE_UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
 
 
+# Training settings that change how a run is carried out, not the model it gives.
+OPERATIONAL_TRAINING_KEYS = frozenset({"checkpoint_every", "keep_checkpoints", "sample_every", "workers", "compile", "device"})
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     resolution: int
@@ -211,6 +215,21 @@ class ModelConfig:
     def from_settings(cls, settings: dict) -> "ModelConfig":
         """The inverse of dataclasses.asdict (as stored in a trained generator.pt)."""
         return cls(**{**settings, "training": TrainingConfig(**settings["training"])})
+
+    def distinguishing_settings(self) -> dict[str, object]:
+        """The settings in which this model differs from the defaults of its generator, model
+        keys first (operational training keys left out): what tells its table row apart."""
+        defaults = ModelConfig.from_config(
+            validate({"models": {self.name: {"generator": self.generator}}, "compare": [self.name]}), self.name
+        )
+        mine, base = asdict(self), asdict(defaults)
+        changed = {k: v for k, v in mine.items() if k not in ("name", "training") and v != base[k]}
+        changed.update(
+            (k, v)
+            for k, v in mine["training"].items()
+            if k not in OPERATIONAL_TRAINING_KEYS and v != base["training"][k]
+        )
+        return changed
 
     @property
     def stride(self) -> int:

@@ -112,17 +112,27 @@ def evaluate_row(
 
 
 def training_summary(weights: Path, train_log: Path, vae_z: str) -> dict:
-    """Resolution, iterations, training hours (the sum of the logged step times) and, for VAE
-    models, where synthesis took z from (metrics.vae_z)."""
+    """How the row's model was made: its generator and the settings in which it differs from
+    that generator's defaults (resolution and iterations have columns of their own),
+    resolution, iterations, training hours (the sum of the logged step times), the signs of a
+    failed run at its last step (pipeline.health) and, for VAE models, where synthesis took z
+    from (metrics.vae_z)."""
     model = ModelConfig.from_settings(torch.load(weights, map_location="cpu", weights_only=True)["model"])
     rows = read_csv(train_log, LOG_COLUMNS)
     seconds = sum(model.training.batch_size / float(row["img_per_s"]) for row in rows)
+    changed = {k: v for k, v in model.distinguishing_settings().items() if k not in ("resolution", "iterations")}
     return {
+        "settings": ", ".join([model.generator, *(f"{k}={_setting(v)}" for k, v in changed.items())]),
         "resolution": model.training.resolution,
         "iterations": model.training.iterations,
         "train_hours": seconds / 3600,
+        "health": rows[-1]["health"] if rows else "",
         "vae_z": vae_z if model.vae else None,
     }
+
+
+def _setting(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def main() -> None:
@@ -169,7 +179,10 @@ def main() -> None:
     if args.weights:
         result.update(training_summary(args.weights, args.train_log, metrics_cfg["vae_z"]))
     else:
-        result.update({"resolution": args.resolution, "iterations": None, "train_hours": None, "vae_z": None})
+        result.update(
+            {"settings": "", "resolution": args.resolution, "iterations": None, "train_hours": None, "health": "",
+             "vae_z": None}
+        )
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     log.info(

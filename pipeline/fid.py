@@ -139,13 +139,16 @@ def frechet_distance(a: Statistics, b: Statistics) -> float:
 
 def kernel_inception_distance(
     a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
-) -> tuple[float, float]:
+) -> tuple[float, float | None]:
     """Mean and std over random subsets of the unbiased MMD^2 with the kernel
-    k(x, y) = (x.y / d + 1)^3."""
+    k(x, y) = (x.y / d + 1)^3. When neither set is larger than the subset size every subset
+    is the whole set: one value, and no std (None), since there is no spread to measure."""
     rng = np.random.default_rng(seed)
     size = min(subset_size, len(a), len(b))
     if size < 2:
         raise PipelineError(f"KID needs at least 2 images on each side, got {len(a)} and {len(b)}")
+    if size == len(a) == len(b):
+        return _unbiased_mmd2(a, b), None
     values = []
     for _ in range(subsets):
         x = a[rng.choice(len(a), size, replace=False)]

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from pipeline import cli
 from pipeline.files import atomic_path, write_csv
+from pipeline.health import describe
 from pipeline.images import load_rgb, save_png
 from pipeline.labelmaps import CLASS_NAMES, colorize, read_label
 
@@ -24,6 +25,7 @@ log = logging.getLogger("pipeline.table")
 
 COLUMNS = (
     "model",
+    "settings",
     "pixel_accuracy",
     "pixel_accuracy_low",
     "pixel_accuracy_high",
@@ -38,6 +40,7 @@ COLUMNS = (
     "resolution",
     "iterations",
     "train_hours",
+    "health",
     "vae_z",
 )
 
@@ -57,8 +60,8 @@ def markdown(rows: list[dict]) -> str:
     """Accuracy and mIoU in percent with their 95% intervals, FID and KID: higher accuracy and
     mIoU are better, lower FID and KID are better, as in the SPADE paper's Table 1."""
     lines = [
-        "| Method | pixel accuracy (%) ↑ | mIoU (%) ↑ | FID ↓ | KID ×100 ↓ | test images | resolution | iterations |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Method | settings | pixel accuracy (%) ↑ | mIoU (%) ↑ | FID ↓ | KID ×100 ↓ | test images | resolution | iterations |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         accuracy = (
@@ -67,11 +70,11 @@ def markdown(rows: list[dict]) -> str:
         )
         miou = f"{100 * row['mIoU']:.1f} [{100 * row['mIoU_low']:.1f}, {100 * row['mIoU_high']:.1f}]"
         fid = f"{row['FID']:.1f}" + ("*" if row["FID_unstable"] else "")
-        kid = f"{100 * row['KID']:.2f} ± {100 * row['KID_std']:.2f}"
+        kid = f"{100 * row['KID']:.2f}" + ("" if row["KID_std"] is None else f" ± {100 * row['KID_std']:.2f}")
         iterations = "" if row["iterations"] is None else str(row["iterations"])
-        method = row["model"] + (f" ({VAE_Z[row['vae_z']]})" if row["vae_z"] else "")
+        method = row["model"] + (f" ({VAE_Z[row['vae_z']]})" if row["vae_z"] else "") + (" ⚠" if row["health"] else "")
         lines.append(
-            f"| {method} | {accuracy} | {miou} | {fid} | {kid} | {row['n_test']} | "
+            f"| {method} | {row['settings']} | {accuracy} | {miou} | {fid} | {kid} | {row['n_test']} | "
             f"{row['resolution']} | {iterations} |"
         )
     lines.append("")
@@ -84,6 +87,18 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             "VAE rows with z encoded from the real test photo (NVlabs' test protocol) borrow that photo's "
             "appearance: they are not comparable with rows that see only the label map."
+        )
+    lines.append(
+        "Settings: the generator, then what differs from its defaults in config.yaml (resolution and "
+        "iterations have their own columns)."
+    )
+    for row in rows:
+        if row["health"]:
+            lines.append(f"⚠ {row['model']}: training ended with signs of failure: {describe(row['health'])}.")
+    if any(row["KID_std"] is None for row in rows):
+        lines.append(
+            "KID ± is its std over random subsets of metrics.kid_subset_size images; it is left out where "
+            "neither image set is larger than that, since every subset is then the whole set."
         )
     if any(row["FID_unstable"] for row in rows):
         lines.append(

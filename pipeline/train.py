@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from pipeline import cli
-from pipeline.config import ModelConfig, TrainingConfig, load
+from pipeline.config import OPERATIONAL_TRAINING_KEYS, ModelConfig, TrainingConfig, load
 from pipeline.dataset import PairedFaces, to_model_inputs, to_uint8_images
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_path, read_csv, write_csv
+from pipeline.health import SIGNS, HealthWatch, output_spread
 from pipeline.images import save_png
 from pipeline.labelmaps import colorize
 from pipeline.models import Networks, build
@@ -48,18 +49,10 @@ from pipeline.progress import progress
 log = logging.getLogger("pipeline.train")
 
 LOSSES = ("G_gan", "G_feat", "G_vgg", "G_kld", "D_real", "D_fake")
-LOG_COLUMNS = ("step", *LOSSES, "lr_G", "lr_D", "img_per_s")
+# fake_spread and health: pipeline.health's watch for a failed run.
+LOG_COLUMNS = ("step", *LOSSES, "lr_G", "lr_D", "img_per_s", "fake_spread", "health")
 # Settings that may change between a run and its resumption: they do not alter the steps taken so far.
-RESUMABLE_CHANGES = {
-    "iterations",
-    "decay_start",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "sample_every",
-    "workers",
-    "compile",
-    "device",
-}
+RESUMABLE_CHANGES = OPERATIONAL_TRAINING_KEYS | {"iterations", "decay_start"}
 SAMPLES_IN_GRID = 4
 
 
@@ -258,7 +251,8 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
     checkpoints = Checkpoints(run_dir / "checkpoints", cfg.keep_checkpoints)
     running_log = run_dir / "train_log.csv"
     step = resume(checkpoints, networks, opt_G, opt_D)
-    _truncate_log(running_log, step)
+    health = HealthWatch()
+    signs = health.replay((float(row["D_fake"]), float(row["fake_spread"])) for row in _truncate_log(running_log, step))
 
     stop_requested = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
@@ -285,9 +279,18 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
 
             losses, fake = train_step(stepped, opt_G, opt_D, seg, real, cfg, vgg, autocast)
             step += 1
-            values = losses.tolist()  # the one device sync per step, for the log row
+            # The one device sync per step, for the log row.
+            *values, spread = torch.cat([losses, output_spread(fake, real)[None]]).tolist()
             rate = cfg.batch_size / (time.perf_counter() - started)
-            writer.writerow([step, *(f"{v:.6g}" for v in values), f"{lr_G:.6g}", f"{lr_D:.6g}", f"{rate:.2f}"])
+            signs, was = health.update(values[LOSSES.index("D_fake")], spread), signs
+            for sign in set(signs) - set(was):
+                log.warning("%s at step %d: %s (training goes on)", model.name, step, SIGNS[sign])
+            for sign in set(was) - set(signs):
+                log.info("%s at step %d: no longer %s", model.name, step, sign)
+            writer.writerow(
+                [step, *(f"{v:.6g}" for v in values), f"{lr_G:.6g}", f"{lr_D:.6g}", f"{rate:.2f}", f"{spread:.4g}",
+                 "+".join(signs)]
+            )
             bar.update()
             if step % cfg.sample_every == 0 or step == cfg.iterations:
                 write_samples(labels_uint8, real, fake, run_dir / "samples" / f"step_{step:08d}.png")
@@ -309,11 +312,13 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
     log.info("%s: trained %d steps; wrote %s", model.name, step, out_dir / "generator.pt")
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Keep the log rows up to `step` (rows after the last checkpoint are redone on resume)."""
+def _truncate_log(path: Path, step: int) -> list[dict[str, str]]:
+    """Keep the log rows up to `step` (rows after the last checkpoint are redone on resume);
+    return them."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = read_csv(path, LOG_COLUMNS) if path.exists() else []
-    write_csv(path, LOG_COLUMNS, ([row[c] for c in LOG_COLUMNS] for row in rows if int(row["step"]) <= step))
+    rows = [row for row in (read_csv(path, LOG_COLUMNS) if path.exists() else []) if int(row["step"]) <= step]
+    write_csv(path, LOG_COLUMNS, ([row[c] for c in LOG_COLUMNS] for row in rows))
+    return rows
 
 
 def train_pairs(manifests: list[Path]) -> tuple[list[str], list[str]]:

@@ -86,4 +86,5 @@ def test_metrics_move_the_way_the_science_says(tmp_path):
     assert miou["spade_untrained"] <= 0.25 * miou["real"]
     assert miou["spade"] >= 2 * miou["spade_untrained"]
     assert fid["spade"] < fid["spade_untrained"]
+    assert rows["spade"]["health"] == ""  # a healthy run shows no sign of failure (pipeline.health)
     assert np.isfinite(list(fid.values())).all()

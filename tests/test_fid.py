@@ -54,6 +54,14 @@ def test_kid_is_unbiased_for_samples_of_one_distribution_and_positive_for_differ
     assert kid > 0 and kid_std > 0
 
 
+def test_kid_has_no_spread_when_every_subset_would_be_the_whole_set():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(30, 8)), rng.normal(1, 1, size=(30, 8))
+    kid, kid_std = kernel_inception_distance(a, b, subsets=20, subset_size=50)
+    assert kid == pytest.approx(_unbiased_mmd2(a, b)) and kid_std is None
+    assert kernel_inception_distance(a, rng.normal(size=(60, 8)), subsets=20, subset_size=50)[1] > 0
+
+
 def test_empty_or_missing_folders_are_errors(tmp_path):
     with pytest.raises(PipelineError, match="no images"):
         image_files(tmp_path)

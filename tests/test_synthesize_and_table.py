@@ -145,6 +145,7 @@ def test_vae_z_encode_takes_each_test_images_own_photo_and_prior_ignores_it(tmp_
 def row(name: str, **values) -> dict:
     base = {
         "model": name,
+        "settings": "spade",
         "pixel_accuracy": 0.9,
         "pixel_accuracy_low": 0.85,
         "pixel_accuracy_high": 0.95,
@@ -159,6 +160,7 @@ def row(name: str, **values) -> dict:
         "resolution": 256,
         "iterations": 50000,
         "train_hours": 12.5,
+        "health": "",
         "vae_z": None,
         "per_class_iou": {},
     }
@@ -166,12 +168,21 @@ def row(name: str, **values) -> dict:
 
 
 def test_markdown_table_in_the_papers_style():
-    text = markdown([row("spade"), row("real", iterations=None, train_hours=None, FID_unstable=True)])
+    text = markdown([row("spade"), row("real", settings="", iterations=None, train_hours=None, FID_unstable=True)])
     lines = text.splitlines()
-    assert lines[0].startswith("| Method | pixel accuracy (%) ↑ | mIoU (%) ↑ | FID ↓")
-    assert lines[2] == "| spade | 90.0 [85.0, 95.0] | 50.0 [45.0, 55.0] | 31.2 | 1.23 ± 0.10 | 2000 | 256 | 50000 |"
-    assert lines[3].startswith("| real | 90.0") and lines[3].endswith("| 256 |  |") and "31.2*" in lines[3]
+    assert lines[0].startswith("| Method | settings | pixel accuracy (%) ↑ | mIoU (%) ↑ | FID ↓")
+    assert lines[2] == (
+        "| spade | spade | 90.0 [85.0, 95.0] | 50.0 [45.0, 55.0] | 31.2 | 1.23 ± 0.10 | 2000 | 256 | 50000 |"
+    )
+    assert lines[3].startswith("| real |  | 90.0") and lines[3].endswith("| 256 |  |") and "31.2*" in lines[3]
     assert any(line.startswith("*: fewer images") for line in lines)
+    assert not any(line.startswith("KID ±") for line in lines)
+
+
+def test_kid_without_a_spread_prints_no_plus_minus_and_says_why():
+    lines = markdown([row("spade", KID_std=None)]).splitlines()
+    assert lines[2].split(" | ")[5] == "1.23"
+    assert any(line.startswith("KID ± is its std over random subsets") for line in lines)
 
 
 def test_the_table_names_where_a_vae_rows_z_came_from():
@@ -183,9 +194,19 @@ def test_the_table_names_where_a_vae_rows_z_came_from():
     assert any("not comparable" in line for line in encoded)
 
 
+def test_a_row_flags_a_run_that_ended_with_signs_of_failure():
+    lines = markdown([row("pix2pixhd", health="D_wins+same_output"), row("spade")]).splitlines()
+    assert lines[2].startswith("| pix2pixhd ⚠ |") and lines[3].startswith("| spade |")
+    warning = next(line for line in lines if line.startswith("⚠ pix2pixhd:"))
+    assert "rejects every fake" in warning and "nearly identical" in warning
+    assert not any(line.startswith("⚠ spade") for line in lines)
+
+
 def test_table_columns_are_those_the_issue_asks_for():
     for column in (
         "model",
+        "settings",
+        "health",
         "pixel_accuracy",
         "mIoU",
         "FID",
