@@ -8,7 +8,7 @@ sys.path.insert(0, workflow.basedir)
 # Every job (local, in a conda env, or on a cluster node) imports the package from this checkout.
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-from pipeline.config import REAL_ROW, ModelConfig, section_json, validate
+from pipeline.config import NETWORK_FORMAT, REAL_ROW, ModelConfig, section_json, validate
 from pipeline.shards import shard_count
 
 

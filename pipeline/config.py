@@ -144,6 +144,11 @@ class ParsingConfig:
 # The table row of real test images: the upper bound for accuracy and mIoU, FID's reference.
 REAL_ROW = "real"
 
+# Version of what the networks' state dicts hold for the same settings; raised when the code
+# changes it (2: spectral norm as weight_orig/u/v, NVlabs' discriminator strides). It is part of
+# a training run's key and of generator.pt, and a train rule parameter: a change retrains.
+NETWORK_FORMAT = 2
+
 # Upsampling steps of the SPADE generator, per num_upsampling_layers.
 SPADE_UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
 

@@ -22,11 +22,12 @@ import numpy as np
 import torch
 
 from pipeline import cli
-from pipeline.config import ModelConfig
+from pipeline.config import NETWORK_FORMAT, ModelConfig
 from pipeline.dataset import one_hot_labels, to_uint8_images, working_image, working_labels
 from pipeline.errors import PipelineError
 from pipeline.images import save_png
 from pipeline.models import Networks, build
+from pipeline.models.encoder import sample_z
 from pipeline.parse.manifest import read_manifests
 from pipeline.devices import resolve_device
 from pipeline.progress import progress
@@ -40,6 +41,11 @@ def load_trained(weights: str | os.PathLike, device: torch.device) -> tuple[Mode
     if not weights.is_file():
         raise PipelineError(f"{weights}: no trained generator (train the model first)")
     saved = torch.load(weights, map_location="cpu", weights_only=True)
+    if saved.get("format") != NETWORK_FORMAT:
+        raise PipelineError(
+            f"{weights}: written by another version of the pipeline (network format {saved.get('format', 1)}, "
+            f"this one reads {NETWORK_FORMAT}); train the model again (snakemake reruns its train job)"
+        )
     model = ModelConfig.from_settings(saved["model"])
     networks = build(model)
     networks.generator.load_state_dict(saved["generator"])
@@ -91,7 +97,7 @@ def synthesize(
                 photos = [working_image(path, resolution) for path in styles[start : start + batch_size]]
                 photos = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).to(device)
                 mu, logvar = networks.encoder(photos.float().div(127.5).sub(1))
-                z = mu + noise * torch.exp(0.5 * logvar)
+                z = sample_z(mu, logvar, noise)
             else:
                 z = noise
         fake = networks.generator(seg, z)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from pipeline import cli
-from pipeline.config import OPERATIONAL_TRAINING_KEYS, ModelConfig, TrainingConfig, load
+from pipeline.config import NETWORK_FORMAT, OPERATIONAL_TRAINING_KEYS, ModelConfig, TrainingConfig, load
 from pipeline.dataset import PairedFaces, to_model_inputs, to_uint8_images
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_path, read_csv, write_csv
@@ -33,6 +33,7 @@ from pipeline.health import SIGNS, HealthWatch, output_spread
 from pipeline.images import save_png
 from pipeline.labelmaps import colorize
 from pipeline.models import Networks, build
+from pipeline.models.encoder import sample_z
 from pipeline.models.loss import (
     VGGLoss,
     d_hinge_loss,
@@ -56,17 +57,12 @@ RESUMABLE_CHANGES = OPERATIONAL_TRAINING_KEYS | {"iterations", "decay_start"}
 SAMPLES_IN_GRID = 4
 
 
-# Raised when the code changes what a checkpoint of the same settings holds (2: spectral norm
-# as weight_orig/u/v, the reference's discriminator strides), so that old runs are not resumed.
-CHECKPOINT_VERSION = 2
-
-
 def run_key(model: ModelConfig) -> str:
     """Names the checkpoints of one setting: a changed architecture or loss starts a new run
     beside the old one instead of resuming weights that no longer fit."""
     settings = dataclasses.asdict(model)
     settings["training"] = {k: v for k, v in settings["training"].items() if k not in RESUMABLE_CHANGES}
-    settings["checkpoint_version"] = CHECKPOINT_VERSION
+    settings["network_format"] = NETWORK_FORMAT
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -142,14 +138,29 @@ def resume(checkpoints: Checkpoints, networks: Networks, opt_G, opt_D) -> int:
     networks.discriminator.load_state_dict(state["discriminator"])
     if networks.encoder is not None:
         networks.encoder.load_state_dict(state["encoder"])
-    opt_G.load_state_dict(state["opt_G"])
-    opt_D.load_state_dict(state["opt_D"])
+    _load_optimizer(opt_G, state["opt_G"])
+    _load_optimizer(opt_D, state["opt_D"])
     torch.set_rng_state(state["rng_cpu"])
     # A job may resume on a node with fewer GPUs visible than the one that saved it.
     for index, rng in enumerate(state["rng_cuda"][: torch.cuda.device_count()]):
         torch.cuda.set_rng_state(rng, index)
     log.info("resumed from step %d (%s)", state["step"], newest)
     return state["step"]
+
+
+# Adam's implementation choices, made for the device it runs on (fused on CUDA).
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Load a saved optimiser state, keeping this optimiser's implementation flags: the saved
+    ones are those of the device that wrote it (a CPU run resumed on a GPU stays fused there),
+    and load_state_dict places the step counts by the flags it is given."""
+    groups = [
+        {**group, **{flag: mine[flag] for flag in IMPLEMENTATION_FLAGS if flag in mine}}
+        for group, mine in zip(saved["param_groups"], optimizer.param_groups)
+    ]
+    optimizer.load_state_dict({**saved, "param_groups": groups})
 
 
 def make_optimizers(networks: Networks, cfg: TrainingConfig, fused: bool) -> tuple[torch.optim.Adam, torch.optim.Adam]:
@@ -169,7 +180,7 @@ def generate(generator, encoder, seg: torch.Tensor, real: torch.Tensor):
     if encoder is None:
         return generator(seg), None
     mu, logvar = encoder(real)
-    return generator(seg, mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)), (mu, logvar)
+    return generator(seg, sample_z(mu, logvar)), (mu, logvar)
 
 
 def discriminate(discriminator, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor):
@@ -213,7 +224,9 @@ def train_step(
     opt_D.zero_grad(set_to_none=True)
     (loss_d_fake + loss_d_real).backward()
     opt_D.step()
-    return torch.stack([loss_gan, loss_feat, loss_vgg, loss_kld, loss_d_real, loss_d_fake]).detach(), fake
+    losses = {"G_gan": loss_gan, "G_feat": loss_feat, "G_vgg": loss_vgg, "G_kld": loss_kld,
+              "D_real": loss_d_real, "D_fake": loss_d_fake}
+    return torch.stack([losses[name] for name in LOSSES]).detach(), fake
 
 
 def write_samples(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, path: Path) -> None:
@@ -301,6 +314,7 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
                 raise SystemExit(128 + stop_requested[0])
 
     weights = {
+        "format": NETWORK_FORMAT,
         "model": dataclasses.asdict(model),
         "generator": networks.generator.state_dict(),
         "encoder": networks.encoder.state_dict() if networks.encoder is not None else None,

@@ -21,9 +21,14 @@ from pipeline.config import validate  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def shared_dir() -> Path | None:
+def shared_root() -> Path:
     """../shared (test data that must never be committed): $PIPELINE_SHARED, else beside the checkout."""
-    candidate = Path(os.environ.get("PIPELINE_SHARED", REPO.parent / "shared"))
+    return Path(os.environ.get("PIPELINE_SHARED", REPO.parent / "shared"))
+
+
+def shared_dir() -> Path | None:
+    """shared_root() when it holds the offline FFHQ sample, else None."""
+    candidate = shared_root()
     return candidate if (candidate / "data" / "faces").is_dir() else None
 
 

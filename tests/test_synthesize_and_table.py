@@ -13,7 +13,7 @@ import torch
 from conftest import REPO, snakemake
 from PIL import Image
 
-from pipeline.config import ModelConfig, validate
+from pipeline.config import NETWORK_FORMAT, ModelConfig, validate
 from pipeline.errors import PipelineError
 from pipeline.labelmaps import write_label
 from pipeline.models import build
@@ -30,6 +30,7 @@ def saved_generator(tmp_path, name: str):
     path = tmp_path / f"{name}.pt"
     torch.save(
         {
+            "format": NETWORK_FORMAT,
             "model": __import__("dataclasses").asdict(model),
             "generator": networks.generator.state_dict(),
             "encoder": networks.encoder.state_dict() if networks.encoder else None,
@@ -51,6 +52,15 @@ def label_files(folder, count=3):
 
 def pixels(path):
     return np.asarray(Image.open(path))
+
+
+def test_weights_of_another_network_format_are_refused_with_what_to_do(tmp_path):
+    path = saved_generator(tmp_path, "spade")
+    saved = torch.load(path, weights_only=True)
+    del saved["format"]  # as written before formats were recorded
+    torch.save(saved, path)
+    with pytest.raises(PipelineError, match=r"network format 1, this one reads \d+\); train the model again"):
+        load_trained(path, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("name", ["spade", "spade_vae"])

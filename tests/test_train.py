@@ -198,27 +198,49 @@ def test_zero_iterations_saves_the_untrained_generator(pairs, tmp_path):
 # --- resuming ------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def checkpoints(pairs, tmp_path) -> tuple[ModelConfig, Checkpoints]:
+    """A tiny model trained 2 steps on the CPU (unfused Adam), its checkpoint kept."""
+    model = tiny_model(iterations=2, decay_start=1, checkpoint_every=2)
+    train(model, *pairs, tmp_path)
+    return model, Checkpoints(tmp_path / "runs" / run_key(model) / "checkpoints", keep=1)
+
+
 @pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
-def test_a_checkpoint_resumes_onto_another_device_with_the_rng_state_on_the_cpu(pairs, tmp_path):
+def test_a_checkpoint_resumes_onto_another_device_with_the_rng_state_on_the_cpu(checkpoints):
     """What a requeued GPU job does, on the CPU: the `meta` device stands in for a device other
     than the one that saved. Weights and optimiser state must land where the networks live, the
     RNG state must be restored from a CPU byte tensor (set_rng_state refuses any other)."""
-    model = tiny_model(iterations=2, decay_start=1, checkpoint_every=2)
-    train(model, *pairs, tmp_path)
-    checkpoints = Checkpoints(tmp_path / "runs" / run_key(model) / "checkpoints", keep=1)
-    saved = torch.load(checkpoints.newest(), weights_only=True)
+    model, found = checkpoints
+    saved = torch.load(found.newest(), weights_only=True)
     assert saved["rng_cpu"].dtype == torch.uint8
-
-    torch.manual_seed(123)  # another RNG state than the saved one
     networks = build(model)
     for network in (networks.generator, networks.discriminator):
         network.to("meta")
     opt_G, opt_D = make_optimizers(networks, model.training, fused=False)
-    assert resume(checkpoints, networks, opt_G, opt_D) == 2
-    assert torch.equal(torch.get_rng_state(), saved["rng_cpu"])
+    with torch.random.fork_rng():
+        torch.manual_seed(123)  # another RNG state than the saved one
+        assert resume(found, networks, opt_G, opt_D) == 2
+        assert torch.equal(torch.get_rng_state(), saved["rng_cpu"])
     assert {p.device.type for p in networks.generator.parameters()} == {"meta"}
     moments = [state["exp_avg"] for opt in (opt_G, opt_D) for state in opt.state.values()]
     assert moments and {m.device.type for m in moments} == {"meta"}
+
+
+def test_a_resumed_optimiser_keeps_the_implementation_chosen_for_its_device(checkpoints):
+    """A checkpoint of an unfused (CPU) run resumed by fused optimisers (as on CUDA) stays fused,
+    with the float32 step counts fused Adam needs, and takes a step."""
+    model, found = checkpoints
+    networks = build(model)
+    opt_G, opt_D = make_optimizers(networks, model.training, fused=True)
+    with torch.random.fork_rng():
+        resume(found, networks, opt_G, opt_D)
+    for opt in (opt_G, opt_D):
+        assert opt.param_groups[0]["fused"] is True
+        assert {state["step"].dtype for state in opt.state.values()} == {torch.float32}
+    loss = sum(p.sum() for p in networks.discriminator.parameters())
+    loss.backward()
+    opt_D.step()
 
 
 def run_training(workdir: Path, pairs, iterations: int, device: str = "cpu") -> subprocess.Popen:

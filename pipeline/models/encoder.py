@@ -9,6 +9,14 @@ from torch import nn
 from pipeline.models.normalization import spectral_norm
 
 
+def sample_z(mu: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """z from the encoder's posterior N(mu, exp(logvar)) by reparameterisation: mu + noise * std,
+    with noise ~ N(0, I) drawn from torch's global RNG unless given (the reference draws it so)."""
+    if noise is None:
+        noise = torch.randn_like(mu)
+    return mu + noise * torch.exp(0.5 * logvar)
+
+
 class ConvEncoder(nn.Module):
     """Images are resized to 256 (6 stride-2 layers) as in the reference. Below a working
     resolution of 256 they are resized to 128 with 5 layers instead: the reference drops the

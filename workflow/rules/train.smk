@@ -11,6 +11,8 @@ rule train:
     params:
         model=lambda wildcards: ModelConfig.from_config(config, wildcards.model).to_json(),
         out_dir=lambda wildcards, output: Path(output.generator).parent,
+        # Not passed on: a new format of the networks' weights makes Snakemake retrain.
+        network_format=NETWORK_FORMAT,
     log:
         "results/logs/train/{model}.log",
     benchmark:
