@@ -32,3 +32,4 @@ report: "workflow/report/workflow.rst"
 rule all:
     input:
         rules.table.output,
+        rules.parse_preview.output,

@@ -1,5 +1,7 @@
-"""`python -m pipeline describe --config config.yaml --model NAME`: parameter counts of a
-model's networks as JSON, e.g. {"generator": 92538819, "discriminator": 5566594, "encoder": null}."""
+"""`python -m pipeline describe --config my-run.yaml [more.yaml ...] --model NAME`: parameter
+counts of a model's networks as JSON, e.g. {"generator": 92538819, "discriminator": 5566594,
+"encoder": null}. The config files are read as the workflow reads --configfile: config.yaml's
+defaults, then each file over the one before."""
 
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     show = commands.add_parser("describe", help="parameter counts of a model's networks")
-    show.add_argument("--config", type=Path, required=True, help="pipeline config YAML (defaults filled in)")
+    show.add_argument(
+        "--config", type=Path, nargs="+", default=[], help="config YAMLs over config.yaml's defaults, in order"
+    )
     show.add_argument("--model", required=True, help="a name under models:")
     args = parser.parse_args()
-    print(json.dumps(describe(load(args.config), args.model)))
+    print(json.dumps(describe(load(*args.config), args.model)))
 
 
 if __name__ == "__main__":

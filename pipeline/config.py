@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline.errors import PipelineError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULTS_PATH = Path(__file__).resolve().parents[1] / "config.yaml"
 
 
 class ConfigError(PipelineError):
@@ -72,16 +73,21 @@ def _check_models(config: dict) -> None:
             )
 
 
-def load(path: str | Path) -> dict:
-    """Read a config YAML and validate it (defaults filled in)."""
+def load(*paths: str | Path) -> dict:
+    """Read config YAMLs as the workflow does with `--configfile A B`: config.yaml's documented
+    defaults, then each file over the one before (nested keys merged), validated."""
     import yaml
+    from snakemake.utils import update_config
 
-    try:
-        config = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: cannot read config ({err})".replace("\n", " ")) from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+    config: dict = {}
+    for path in (DEFAULTS_PATH, *paths):
+        try:
+            layer = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read config ({err})".replace("\n", " ")) from None
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+        update_config(config, layer)
     return validate(config)
 
 
@@ -110,10 +116,18 @@ class FfhqSource:
 
 
 @dataclass(frozen=True)
+class ProceduralSource:
+    count: int
+    size: int
+    dir: str
+
+
+@dataclass(frozen=True)
 class DataConfig:
     source: str
     folder: str | None
     ffhq: FfhqSource
+    procedural: ProceduralSource
     subsample: int | None
     test_fraction: float
     seed: int
@@ -121,7 +135,9 @@ class DataConfig:
     @classmethod
     def from_dict(cls, section: dict) -> "DataConfig":
         """Build from the validated `data` section of the config."""
-        return cls(**{**section, "ffhq": FfhqSource(**section["ffhq"])})
+        return cls(
+            **{**section, "ffhq": FfhqSource(**section["ffhq"]), "procedural": ProceduralSource(**section["procedural"])}
+        )
 
 
 @dataclass(frozen=True)

@@ -261,6 +261,7 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
         stepped = Networks(torch.compile(networks.generator), torch.compile(networks.discriminator), encoder)
 
     run_dir = out_dir / "runs" / run_key(model)
+    log.info("%s: checkpoints, samples and the running log in %s", model.name, run_dir)
     checkpoints = Checkpoints(run_dir / "checkpoints", cfg.keep_checkpoints)
     running_log = run_dir / "train_log.csv"
     step = resume(checkpoints, networks, opt_G, opt_D)

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from pipeline.evaluate import training_summary
+from pipeline.demo.faces import write_faces
 from pipeline.health import WINDOW, HealthWatch, output_spread
 from pipeline.train import train
-from procedural_faces import write_faces
 from test_train import tiny_model
 
 

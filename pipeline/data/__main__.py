@@ -14,21 +14,27 @@ from pathlib import Path
 from pipeline import cli
 from pipeline.config import DataConfig, load
 from pipeline.data import ffhq, folder, split
+from pipeline.demo.faces import write_faces
 
 log = logging.getLogger("pipeline.data")
 
 
 def prepare(cfg: DataConfig, threads: int) -> list[split.SplitRow]:
     """Choose the subsample, make sure each chosen image is on disk and verified, split it."""
-    if cfg.source == "folder":
-        candidates = folder.find_images(cfg.folder)
-        chosen = split.choose(candidates, cfg.subsample, cfg.seed)
-        paths = {image_id: candidates[image_id] for image_id in chosen}
-        folder.verify(paths, workers=threads)
-    else:
+    if cfg.source == "ffhq":
         entries = ffhq.read_metadata(ffhq.metadata_path(cfg.ffhq), cfg.ffhq.kind)
         chosen = split.choose(entries, cfg.subsample, cfg.seed)
         paths = ffhq.download([entries[image_id] for image_id in chosen], cfg.ffhq)
+    else:
+        images = cfg.folder
+        if cfg.source == "procedural":
+            drawn = Path(cfg.procedural.dir)
+            write_faces(drawn, range(cfg.procedural.count), cfg.procedural.size)
+            images = drawn / "images"
+        candidates = folder.find_images(images)
+        chosen = split.choose(candidates, cfg.subsample, cfg.seed)
+        paths = {image_id: candidates[image_id] for image_id in chosen}
+        folder.verify(paths, workers=threads)
     return split.assign(chosen, paths, cfg.test_fraction)
 
 

@@ -1,6 +1,7 @@
-"""Procedural face-like images with exact label maps, for the offline end-to-end check (tests only).
+"""Procedural face-like images with exact label maps: the data of the offline demo
+(`data.source: procedural`) and of the end-to-end test.
 
-Pretrained face-parsing weights cannot be downloaded here, so real photos have no trustworthy
+Without the pretrained face-parsing weights (or offline) real photos have no trustworthy
 labels. These drawings do: every pixel's class is known because the label map is painted first
 and the image is rendered from it. Classes are the parser's (pipeline.labelmaps), drawn back to
 front: background, cloth, neck (+ necklace), hair behind the head, ears (+ earrings), face skin,
@@ -11,19 +12,19 @@ shifted, scaled and rotated per image. Colours are drawn per image from wide ran
 lighting gradient and noise go over everything, so no class can be told by one colour.
 Left/right follow the subject, as CelebAMask-HQ does: l_eye is on the image's right.
 
-    python tests/procedural_faces.py OUT_DIR COUNT [--seed S]   # writes OUT_DIR/{images,labels}
+    python -m pipeline.demo faces OUT_DIR COUNT [--seed S]   # writes OUT_DIR/{images,labels}
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+from pipeline.images import save_png
 from pipeline.labelmaps import CLASS_NAMES, write_label
+from pipeline.progress import progress
 
 SIZE = 128
 C = {name: index for index, name in enumerate(CLASS_NAMES)}
@@ -187,24 +188,10 @@ def write_faces(out_dir: Path, seeds: range, size: int = SIZE) -> list[str]:
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "labels").mkdir(parents=True, exist_ok=True)
     ids = []
-    for seed in seeds:
+    for seed in progress(seeds, desc="draw faces", unit="face"):
         image, labels = procedural_face(seed, size)
         face_id = f"face{seed:06d}"
-        Image.fromarray(image).save(out_dir / "images" / f"{face_id}.png")
+        save_png(image, out_dir / "images" / f"{face_id}.png")
         write_label(labels, out_dir / "labels" / f"{face_id}.png", provenance="procedural ground truth")
         ids.append(face_id)
     return ids
-
-
-def generator_digest() -> str:
-    """Changes whenever this file does: part of the key of anything cached from its output."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("count", type=int)
-    parser.add_argument("--seed", type=int, default=0, help="first seed")
-    args = parser.parse_args()
-    write_faces(args.out_dir, range(args.seed, args.seed + args.count))

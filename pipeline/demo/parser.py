@@ -1,36 +1,31 @@
-"""A face parser for procedural faces (tests only): facexlib's BiSeNet trained on CPU on
-tests/procedural_faces.py drawings with their exact labels, saved as a plain state dict that the
+"""A face parser for procedural faces, for the offline demo: facexlib's BiSeNet trained on the
+CPU on pipeline.demo.faces drawings with their exact labels, saved as a plain state dict that the
 pipeline loads through `parsing.weights` exactly as it loads the pretrained file.
 
-Training never sees the seeds the end-to-end test runs the pipeline on (those are below
-TRAIN_SEED_START). Half the batches are shrunk to the working resolution and blown back up, as
-the pipeline does to real and synthesised test images before re-segmenting them.
+Training never sees the seeds the pipeline runs on (those are below TRAIN_SEED_START). Half the
+batches are shrunk to the working resolution and blown back up, as the pipeline does to real and
+synthesised test images before re-segmenting them.
 
-The result is cached under a key that hashes the generator's source, this file and the
-settings, so it is retrained exactly when one of them changes.
-
-    python tests/procedural_parser.py CACHE_DIR     # prints the weights path
+    python -m pipeline.demo parser --out resources/weights/procedural_bisenet.pth
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import os
+import logging
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from facexlib.parsing.bisenet import BiSeNet
 
-from pipeline.files import atomic_path
+from pipeline.demo.faces import SIZE, procedural_face
 from pipeline.labelmaps import NUM_CLASSES
 from pipeline.parse.parser import IMAGENET_MEAN, IMAGENET_STD
-from procedural_faces import SIZE, generator_digest, procedural_face
+from pipeline.progress import progress
+
+log = logging.getLogger(__name__)
 
 TRAIN_SEED_START = 1_000_000
 
@@ -65,7 +60,7 @@ def train_parser(cfg: ParserTraining) -> dict[str, torch.Tensor]:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.steps)
     started = time.monotonic()
-    for step in range(cfg.steps):
+    for step in progress(range(cfg.steps), desc="demo parser", unit="step"):
         images, labels = _batch(step, cfg)
         loss = sum(F.cross_entropy(head, labels) for head in model(images))
         optimizer.zero_grad(set_to_none=True)
@@ -73,27 +68,5 @@ def train_parser(cfg: ParserTraining) -> dict[str, torch.Tensor]:
         optimizer.step()
         schedule.step()
         if step % 50 == 0 or step == cfg.steps - 1:
-            print(f"parser step {step + 1}/{cfg.steps} loss {loss.item():.3f} ({time.monotonic() - started:.0f} s)", flush=True)
+            log.info("parser step %d/%d loss %.3f (%.0f s)", step + 1, cfg.steps, loss.item(), time.monotonic() - started)
     return model.eval().state_dict()
-
-
-def cache_key(cfg: ParserTraining) -> str:
-    parts = [generator_digest(), hashlib.sha256(Path(__file__).read_bytes()).hexdigest(), json.dumps(asdict(cfg), sort_keys=True)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-def cached_parser(cache_dir: str | os.PathLike, cfg: ParserTraining = ParserTraining()) -> Path:
-    """The weights file for `cfg`, trained now unless the cache already holds it."""
-    path = Path(cache_dir) / f"procedural_bisenet_{cache_key(cfg)}.pth"
-    if not path.exists():
-        with atomic_path(path) as tmp:
-            torch.save(train_parser(cfg), tmp)
-    return path
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cache_dir", type=Path)
-    parser.add_argument("--steps", type=int, default=ParserTraining.steps)
-    args = parser.parse_args()
-    print(cached_parser(args.cache_dir, ParserTraining(steps=args.steps)))
