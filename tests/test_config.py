@@ -102,3 +102,15 @@ def test_describe_takes_several_config_files(tmp_path):
     assert result.returncode == 0, result.stderr
     counts = json.loads(result.stdout)
     assert 0 < counts["generator"] < 92_538_819 / 3  # ngf 32: about a quarter of ngf 64's
+
+
+def test_a_models_distinguishing_settings_are_what_differs_from_its_generators_defaults():
+    from pipeline.config import ModelConfig
+
+    config = validate({"models": {"wide": {"generator": "spade", "ngf": 96, "training": {"lr_G": 2e-4, "device": "cpu"}}},
+                       "compare": ["wide"]})
+    assert ModelConfig.from_config(config, "wide").distinguishing_settings() == {"ngf": 96, "lr_G": 2e-4}  # not device
+    defaults = validate({})
+    settings = {name: ModelConfig.from_config(defaults, name).distinguishing_settings() for name in defaults["compare"]}
+    assert settings == {"spade": {}, "spade_instance": {"norm": "instance"}, "spade_vae": {"vae": True},
+                        "spade_switchnorm": {"norm": "switch"}, "pix2pixhd": {}, "pix2pixhd_noin": {"unnormalized_first": 2}}
