@@ -148,13 +148,13 @@ def resume(checkpoints: Checkpoints, networks: Networks, opt_G, opt_D) -> int:
     return state["step"]
 
 
-# Adam's implementation choices, made for the device it runs on (fused on CUDA).
+# Adam's implementation choices, made by make_optimizers for where it runs.
 IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
 
 
 def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict) -> None:
     """Load a saved optimiser state, keeping this optimiser's implementation flags: the saved
-    ones are those of the device that wrote it (a CPU run resumed on a GPU stays fused there),
+    ones are those of whatever wrote it (an unfused checkpoint resumed here stays fused),
     and load_state_dict places the step counts by the flags it is given."""
     groups = [
         {**group, **{flag: mine[flag] for flag in IMPLEMENTATION_FLAGS if flag in mine}}
@@ -163,8 +163,11 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict) -> None:
     optimizer.load_state_dict({**saved, "param_groups": groups})
 
 
-def make_optimizers(networks: Networks, cfg: TrainingConfig, fused: bool) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    """Adam for G (with the encoder, which learns with it) and for D, at their own rates (TTUR)."""
+def make_optimizers(
+    networks: Networks, cfg: TrainingConfig, fused: bool = True
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for G (with the encoder, which learns with it) and for D, at their own rates (TTUR);
+    torch's fused implementation (one kernel per step, on CUDA and on the CPU) unless asked not to."""
     g_params = list(networks.generator.parameters())
     if networks.encoder is not None:
         g_params += list(networks.encoder.parameters())
@@ -236,42 +239,77 @@ def write_samples(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, 
     save_png(np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0), path)
 
 
+@dataclasses.dataclass
+class Trainer:
+    """What a training step needs, set up for its device as the config asks: fused Adam, bf16
+    autocast on CUDA, channels_last where `training.channels_last` (CUDA and CPU alike: oneDNN's
+    convolutions are faster in it too), the compiled modules where `training.compile`."""
+
+    cfg: TrainingConfig
+    device: torch.device
+    networks: Networks  # whose state checkpoints hold
+    stepped: Networks  # what the step runs: the same modules, compiled where asked
+    opt_G: torch.optim.Adam
+    opt_D: torch.optim.Adam
+    vgg: VGGLoss | None
+    autocast: torch.autocast
+    memory_format: torch.memory_format
+
+    @classmethod
+    def create(cls, model: ModelConfig, device: torch.device) -> "Trainer":
+        cfg, cuda = model.training, device.type == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        networks = build(model)
+        for network in (networks.generator, networks.discriminator, networks.encoder):
+            if network is not None:
+                network.to(device, memory_format=memory_format)
+        opt_G, opt_D = make_optimizers(networks, cfg)
+        vgg = VGGLoss(imagenet_vgg19_features()).to(device) if cfg.vgg and cfg.lambda_vgg > 0 else None
+        stepped = networks
+        if cfg.compile:
+            encoder = torch.compile(networks.encoder) if networks.encoder is not None else None
+            stepped = Networks(torch.compile(networks.generator), torch.compile(networks.discriminator), encoder)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and cuda)
+        return cls(cfg, device, networks, stepped, opt_G, opt_D, vgg, autocast, memory_format)
+
+    def run_step(self, data: PairedFaces, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step `step` (counted from 0): its learning rates, its batch, one train_step. Returns
+        the logged values (LOSSES, then the fakes' spread; on the device, not yet synced), the
+        batch's uint8 label maps, its real images and the D step's fakes."""
+        cfg = self.cfg
+        for optimizer, base in ((self.opt_G, cfg.lr_G), (self.opt_D, cfg.lr_D)):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(base, step, cfg)
+        indices = batch_indices(step, cfg.batch_size, len(data), cfg.seed)
+        flips = batch_flips(step, cfg.batch_size, cfg.seed) if cfg.flip else torch.zeros(cfg.batch_size, dtype=bool)
+        images_uint8, labels_uint8 = data.batch(indices, flips)
+        real, seg = to_model_inputs(images_uint8, labels_uint8, self.device)
+        real, seg = real.contiguous(memory_format=self.memory_format), seg.contiguous(memory_format=self.memory_format)
+        losses, fake = train_step(self.stepped, self.opt_G, self.opt_D, seg, real, cfg, self.vgg, self.autocast)
+        return torch.cat([losses, output_spread(fake, real)[None]]), labels_uint8, real, fake
+
+
 def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], out_dir: Path) -> None:
     cfg = model.training
     device = resolve_device(cfg.device, f"config key training.device (model {model.name})")
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = True
     torch.manual_seed(cfg.seed)
     data = PairedFaces.load(image_paths, label_paths, cfg.resolution, cfg.workers)
     log.info("%s: %d training pairs at %dx%d on %s", model.name, len(data), cfg.resolution, cfg.resolution, device)
-
-    networks = build(model)
-    for network in (networks.generator, networks.discriminator, networks.encoder):
-        if network is not None:
-            network.to(
-                device, memory_format=torch.channels_last if cfg.channels_last and cuda else torch.preserve_format
-            )
-    opt_G, opt_D = make_optimizers(networks, cfg, fused=cuda)
-    vgg = VGGLoss(imagenet_vgg19_features()).to(device) if cfg.vgg and cfg.lambda_vgg > 0 else None
-    # The step runs the compiled modules; checkpoints hold the state of the originals they share.
-    stepped = networks
-    if cfg.compile:
-        encoder = torch.compile(networks.encoder) if networks.encoder is not None else None
-        stepped = Networks(torch.compile(networks.generator), torch.compile(networks.discriminator), encoder)
+    trainer = Trainer.create(model, device)
+    networks = trainer.networks
 
     run_dir = out_dir / "runs" / run_key(model)
     log.info("%s: checkpoints, samples and the running log in %s", model.name, run_dir)
     checkpoints = Checkpoints(run_dir / "checkpoints", cfg.keep_checkpoints)
     running_log = run_dir / "train_log.csv"
-    step = resume(checkpoints, networks, opt_G, opt_D)
+    step = resume(checkpoints, networks, trainer.opt_G, trainer.opt_D)
     health = HealthWatch()
     signs = health.replay((float(row["D_fake"]), float(row["fake_spread"])) for row in _truncate_log(running_log, step))
 
     stop_requested = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and cuda)
-    memory_format = torch.channels_last if cfg.channels_last and cuda else torch.contiguous_format
     with (
         # Line-buffered: each step's row is on disk at once, for `tail -f` and for a killed run.
         open(running_log, "a", newline="", buffering=1) as log_file,
@@ -280,36 +318,25 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
         writer = csv.writer(log_file)
         while step < cfg.iterations:
             started = time.perf_counter()
-            lr_G, lr_D = learning_rate(cfg.lr_G, step, cfg), learning_rate(cfg.lr_D, step, cfg)
-            for group in opt_G.param_groups:
-                group["lr"] = lr_G
-            for group in opt_D.param_groups:
-                group["lr"] = lr_D
-            indices = batch_indices(step, cfg.batch_size, len(data), cfg.seed)
-            flips = batch_flips(step, cfg.batch_size, cfg.seed) if cfg.flip else torch.zeros(cfg.batch_size, dtype=bool)
-            images_uint8, labels_uint8 = data.batch(indices, flips)
-            real, seg = to_model_inputs(images_uint8, labels_uint8, device)
-            real, seg = real.contiguous(memory_format=memory_format), seg.contiguous(memory_format=memory_format)
-
-            losses, fake = train_step(stepped, opt_G, opt_D, seg, real, cfg, vgg, autocast)
+            values, labels_uint8, real, fake = trainer.run_step(data, step)
             step += 1
-            # The one device sync per step, for the log row.
-            *values, spread = torch.cat([losses, output_spread(fake, real)[None]]).tolist()
+            *losses, spread = values.tolist()  # the one device sync per step, for the log row
             rate = cfg.batch_size / (time.perf_counter() - started)
-            signs, was = health.update(values[LOSSES.index("D_fake")], spread), signs
+            signs, was = health.update(losses[LOSSES.index("D_fake")], spread), signs
             for sign in set(signs) - set(was):
                 log.warning("%s at step %d: %s (training goes on)", model.name, step, SIGNS[sign])
             for sign in set(was) - set(signs):
                 log.info("%s at step %d: no longer %s", model.name, step, sign)
+            lr_G, lr_D = trainer.opt_G.param_groups[0]["lr"], trainer.opt_D.param_groups[0]["lr"]
             writer.writerow(
-                [step, *(f"{v:.6g}" for v in values), f"{lr_G:.6g}", f"{lr_D:.6g}", f"{rate:.2f}", f"{spread:.4g}",
+                [step, *(f"{v:.6g}" for v in losses), f"{lr_G:.6g}", f"{lr_D:.6g}", f"{rate:.2f}", f"{spread:.4g}",
                  "+".join(signs)]
             )
             bar.update()
             if step % cfg.sample_every == 0 or step == cfg.iterations:
                 write_samples(labels_uint8, real, fake, run_dir / "samples" / f"step_{step:08d}.png")
             if step % cfg.checkpoint_every == 0 or step == cfg.iterations or stop_requested:
-                checkpoints.save(training_state(networks, opt_G, opt_D, step), step)
+                checkpoints.save(training_state(networks, trainer.opt_G, trainer.opt_D, step), step)
             if stop_requested:
                 log.warning("stopped by signal at step %d; checkpoint saved, a rerun resumes from it", step)
                 raise SystemExit(128 + stop_requested[0])

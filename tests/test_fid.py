@@ -139,3 +139,19 @@ def test_pipeline_fid_equals_the_pytorch_fid_cli_on_real_faces(tmp_path):
     assert abs(result["FID"] - expected) / expected < 1e-3
     assert result["FID_unstable"] is True and "fewer than 2048" in ours.stderr
     assert result["n"] == [12, 12]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not SHARED_WEIGHTS.exists(), reason="needs ../shared/weights/pt_inception-2015-12-05-6726825d.pth")
+def test_fid_on_cuda_equals_fid_on_the_cpu(tmp_path):
+    faces = sorted((shared_dir() / "data" / "faces").glob("*.jpg"))
+    for name, chosen in (("a", faces[:24]), ("b", faces[24:48])):
+        (tmp_path / name).mkdir()
+        for face in chosen:
+            shutil.copy(face, tmp_path / name)
+    results = {}
+    for device in ("cpu", "cuda"):
+        run = run_fid(str(tmp_path / "a"), str(tmp_path / "b"), "--weights", str(SHARED_WEIGHTS), "--device", device, "--json")
+        assert run.returncode == 0, run.stderr
+        results[device] = json.loads(run.stdout)["FID"]
+    assert abs(results["cuda"] - results["cpu"]) / results["cpu"] < 1e-3

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from pipeline.config import ModelConfig, validate
 from pipeline.models import build, parameter_count
-from pipeline.models.normalization import SPADE, SwitchableNorm2d
+from pipeline.models.normalization import SPADE, SpectralNormConv2d, SwitchableNorm2d
 
 DEFAULT_MODELS = ["spade", "spade_instance", "spade_vae", "spade_switchnorm", "pix2pixhd", "pix2pixhd_noin"]
 
@@ -111,6 +111,39 @@ def test_spade_keeps_uniform_label_maps_apart_where_input_plus_instance_norm_can
     noin_sky, noin_grass = (after_first_instance_norm("pix2pixhd_noin", seg) for seg in (sky, grass))
     assert noin_sky.abs().max() > 1e-5
     assert (noin_sky - noin_grass).abs().max() > 0.5 * noin_sky.abs().max()
+
+
+def test_spectral_norm_conv_is_torchs_hook_based_spectral_norm_the_references():
+    """Same weights, u and v: the same outputs in train mode (one power iteration v <- W^T u,
+    u <- W v, as NVlabs' torch.nn.utils.spectral_norm runs it) and in eval mode, and the same
+    u, v after a train-mode forward."""
+    torch.manual_seed(0)
+    ours = SpectralNormConv2d(6, 5, 3, padding=1)
+    theirs = torch.nn.utils.spectral_norm(torch.nn.Conv2d(6, 5, 3, padding=1))
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 6, 8, 8)
+    for mode in (True, False, True):
+        ours.train(mode), theirs.train(mode)
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(ours.weight_u, theirs.weight_u, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(ours.weight_v, theirs.weight_v, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_spectral_norm_estimates_sigma_in_fp32_under_bf16_autocast(device):
+    """The convolution runs in bf16; the power iteration and sigma do not (CUDA autocast would
+    otherwise run torch.mv in bf16)."""
+    torch.manual_seed(0)
+    plain = SpectralNormConv2d(16, 16, 3, padding=1).to(device)
+    autocast = SpectralNormConv2d(16, 16, 3, padding=1).to(device)
+    autocast.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 16, 8, 8, device=device)
+    plain(x)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        assert autocast(x).dtype == torch.bfloat16
+        weight = autocast.eval().normalized_weight()
+    assert torch.equal(autocast.weight_u, plain.weight_u) and torch.equal(autocast.weight_v, plain.weight_v)
+    assert weight.dtype == torch.float32 and torch.equal(weight, plain.eval().normalized_weight())
 
 
 def test_spade_resizes_label_maps_by_nearest_neighbour():

@@ -68,8 +68,11 @@ def fixture() -> dict:
     return torch.load(FIXTURE, weights_only=True)
 
 
-def networks_from_init(record: dict, name: str) -> tuple[ModelConfig, Networks]:
-    """Our networks built from our config for the case, holding NVlabs' initial weights."""
+def networks_from_init(
+    record: dict, name: str, memory_format: torch.memory_format = torch.contiguous_format
+) -> tuple[ModelConfig, Networks]:
+    """Our networks built from our config for the case, holding NVlabs' initial weights, in the
+    given memory format (training uses channels_last by default)."""
     config = validate({"training": {"resolution": record["resolution"], "vgg": False}})
     config["models"][name].update(ngf=record["options"]["ngf"], ndf=record["options"]["ndf"])
     model = ModelConfig.from_config(config, name)
@@ -77,15 +80,19 @@ def networks_from_init(record: dict, name: str) -> tuple[ModelConfig, Networks]:
     for part, network in (("G", networks.generator), ("D", networks.discriminator), ("E", networks.encoder)):
         if network is not None:
             network.load_state_dict({ours(k): v for k, v in record["init"][part].items()})  # strict: 1:1
+            network.to(memory_format=memory_format)
     return model, networks
 
 
-def inputs(record: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    seg = one_hot_labels(record["labels"], torch.device("cpu"))
-    return seg, record["image"], record["z"] if "encoder" in record else None
+def inputs(
+    record: dict, memory_format: torch.memory_format = torch.contiguous_format
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    seg = one_hot_labels(record["labels"], torch.device("cpu")).contiguous(memory_format=memory_format)
+    return seg, record["image"].contiguous(memory_format=memory_format), record["z"] if "encoder" in record else None
 
 
 CASES = ["spade", "spade_vae"]
+FORMATS = pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -117,24 +124,26 @@ def test_nvlabs_parameter_counts(fixture, name):
 
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_nvlabs_generator_output(fixture, name, mode):
+@FORMATS
+def test_nvlabs_generator_output(fixture, name, mode, memory_format):
     """Train mode: batch norm on batch statistics and one spectral-norm power iteration per
     forward, in NVlabs' order; eval mode: running statistics and the stored u, v."""
     record = fixture[name]
-    _, networks = networks_from_init(record, name)
-    seg, _, z = inputs(record)
+    _, networks = networks_from_init(record, name, memory_format)
+    seg, _, z = inputs(record, memory_format)
     with torch.no_grad():
         fake = networks.generator.train(mode == "train")(seg, z)
     torch.testing.assert_close(fake, record[f"G_{mode}"], **TOLERANCE)
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_nvlabs_discriminator_features_of_every_scale(fixture, name):
+@FORMATS
+def test_nvlabs_discriminator_features_of_every_scale(fixture, name, memory_format):
     """The fakes, then the reals, on the batch axis, as NVlabs scores them in one pass. The
     shapes show the strides (the last middle conv has stride 1)."""
     record = fixture[name]
-    _, networks = networks_from_init(record, name)
-    seg, real, _ = inputs(record)
+    _, networks = networks_from_init(record, name, memory_format)
+    seg, real, _ = inputs(record, memory_format)
     pairs = torch.cat([torch.cat([seg, record["G_train"]], 1), torch.cat([seg, real], 1)], 0)
     with torch.no_grad():
         scales = networks.discriminator(pairs)
@@ -154,14 +163,16 @@ def test_nvlabs_encoder_mu_and_logvar(fixture):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_nvlabs_one_training_iteration(fixture, name):
+@FORMATS
+def test_nvlabs_one_training_iteration(fixture, name, memory_format):
     """Our train_step from NVlabs' initial weights on its inputs: the G losses (hinge GAN,
     feature matching, KLD), the D losses, and every tensor of G, D and E after both updates
     (NVlabs' digests: sum, L2 norm and the first 8 values). The VAE case draws its noise from
-    torch's global RNG, seeded 2 as the fixture did; our step draws it in the same order."""
+    torch's global RNG, seeded 2 as the fixture did; our step draws it in the same order.
+    In channels_last (the training default) the losses are compared; the weights in NCHW."""
     record = fixture[name]
-    model, networks = networks_from_init(record, name)
-    seg, real, _ = inputs(record)
+    model, networks = networks_from_init(record, name, memory_format)
+    seg, real, _ = inputs(record, memory_format)
     # The fixture's step started where its recording left D and E: each had run one forward in
     # train mode since init (for D_train and mu/logvar), which advanced their spectral norms'
     # u and v once; G was reset to init. Replay those forwards.
@@ -169,7 +180,7 @@ def test_nvlabs_one_training_iteration(fixture, name):
         discriminate(networks.discriminator, seg, record["G_train"], real)
         if networks.encoder is not None:
             networks.encoder(real)
-    opt_G, opt_D = make_optimizers(networks, model.training, fused=False)
+    opt_G, opt_D = make_optimizers(networks, model.training, fused=True)
     torch.manual_seed(2)
     losses, _ = train_step(networks, opt_G, opt_D, seg, real, model.training)
 
@@ -179,6 +190,12 @@ def test_nvlabs_one_training_iteration(fixture, name):
         assert measured[LOSS_NAMES[nvlabs_name]] == pytest.approx(value, rel=1e-5, abs=1e-6), nvlabs_name
     if "KLD" not in expected:
         assert measured["G_kld"] == 0
+    if memory_format == torch.channels_last:
+        # Adam's first step with beta1 = 0 moves each weight by lr times the sign of its gradient,
+        # so a gradient that rounding alone (other convolution kernels than the fixture's) puts on
+        # the other side of 0 moves a weight by 2 lr: the weights are compared in NCHW, where the
+        # kernels are the fixture's. The D step's losses above already come from the updated G.
+        return
 
     for part, network in (("G", networks.generator), ("D", networks.discriminator), ("E", networks.encoder)):
         if network is None:

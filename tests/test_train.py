@@ -24,7 +24,17 @@ from pipeline.dataset import PairedFaces
 from pipeline.labelmaps import CLASS_NAMES, write_label
 from pipeline.models.loss import VGGLoss, d_hinge_loss, feature_matching_loss, g_hinge_loss, kld_loss
 from pipeline.models import build
-from pipeline.train import Checkpoints, batch_indices, learning_rate, make_optimizers, resume, run_key, train
+from pipeline.train import (
+    LOSSES,
+    Checkpoints,
+    batch_indices,
+    learning_rate,
+    make_optimizers,
+    resume,
+    run_key,
+    train,
+    train_step,
+)
 
 L_EYE, R_EYE, SKIN = CLASS_NAMES.index("l_eye"), CLASS_NAMES.index("r_eye"), CLASS_NAMES.index("skin")
 
@@ -178,10 +188,12 @@ def test_a_few_steps_on_a_tiny_batch_lower_both_losses(pairs, tmp_path, seeded_v
     assert mean(g_recon, slice(-8, None)) < mean(g_recon, slice(0, 8))
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("name", ["spade", "spade_instance", "spade_vae", "spade_switchnorm", "pix2pixhd",
                                   "pix2pixhd_noin"])
-def test_every_variant_trains_at_64x64_and_saves_loadable_weights(pairs, tmp_path, name):
-    model = tiny_model(name, resolution=64, iterations=2, decay_start=1)
+def test_every_variant_trains_at_64x64_and_saves_loadable_weights(pairs, tmp_path, name, device):
+    """On CUDA with the defaults there: bf16 autocast, channels_last, fused Adam."""
+    model = tiny_model(name, resolution=64, iterations=2, decay_start=1, device=device)
     train(model, *pairs, tmp_path)
     saved = torch.load(tmp_path / "generator.pt", weights_only=True)
     assert saved["model"]["name"] == name
@@ -314,3 +326,73 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(pairs, tmp
             else:
                 torch.testing.assert_close(b[part][key], a[part][key], rtol=0.05, atol=1e-3, msg=f"{part}.{key}")
     assert [r["step"] for r in read_log(interrupted / "out" / "train_log.csv")] == list(range(1, 25))
+
+
+# --- bf16 ----------------------------------------------------------------------------------
+
+
+def windowed_losses(name: str, device: str, amp: bool, memory_format: torch.memory_format, steps: int = 100,
+                    window: int = 10) -> np.ndarray:
+    """Mean losses per `window` steps of a seeded run on 16 procedural faces at 32x32, ngf 8."""
+    from pipeline.dataset import to_model_inputs
+    from pipeline.demo.faces import procedural_face
+
+    faces = [procedural_face(seed, 32) for seed in range(16)]
+    images = torch.from_numpy(np.stack([image for image, _ in faces])).permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(np.stack([label for _, label in faces]))
+    model = tiny_model(name, batch_size=4)
+    torch.manual_seed(0)
+    networks = build(model)
+    for network in (networks.generator, networks.discriminator, networks.encoder):
+        if network is not None:
+            network.to(device, memory_format=memory_format)
+    opt_G, opt_D = make_optimizers(networks, model.training)
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=amp)
+    rows = []
+    for step in range(steps):
+        index = torch.arange(step * 4, step * 4 + 4) % len(faces)
+        real, seg = to_model_inputs(images[index], labels[index], torch.device(device))
+        real, seg = real.contiguous(memory_format=memory_format), seg.contiguous(memory_format=memory_format)
+        rows.append(train_step(networks, opt_G, opt_D, seg, real, model.training, None, autocast)[0].tolist())
+    return np.array(rows).reshape(steps // window, window, -1).mean(axis=1)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("name", ["spade", "spade_vae"])
+def test_bf16_training_follows_fp32_within_fp32s_own_rounding_spread(name, device):
+    """bf16 autocast against fp32 from the same seed, 100 steps, every loss averaged over each 10
+    logged steps. A GAN's trajectory amplifies any rounding, so the band is what fp32 itself
+    spans when only its rounding changes (the same run in channels_last): at every logged
+    window bf16 must stay within twice that spread, plus 2 % of the loss's mean. Broken bf16
+    (sigma or norm statistics in bf16, a loss overflowing) leaves it; bf16's own rounding does
+    not (measured in docs/benchmarks.md)."""
+    fp32 = windowed_losses(name, device, amp=False, memory_format=torch.contiguous_format)
+    rounding = windowed_losses(name, device, amp=False, memory_format=torch.channels_last)
+    bf16 = windowed_losses(name, device, amp=True, memory_format=torch.contiguous_format)
+    assert np.isfinite(bf16).all()
+    band = 2 * np.abs(rounding - fp32).max(axis=0) + 0.02 * np.abs(fp32).mean(axis=0)
+    for index, loss in enumerate(LOSSES):
+        worst = np.abs(bf16[:, index] - fp32[:, index]).max()
+        assert worst <= band[index], f"{loss}: bf16 strays {worst:.3g} from fp32, band {band[index]:.3g}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_compiled_training_takes_the_eager_step(pairs, device):
+    """training.compile: the Trainer steps compiled modules that share their parameters with
+    the saved ones, and the first step's losses are the eager ones to rounding. (Later steps
+    drift apart as any rounding change makes them: Adam's first update is lr x the sign of each
+    gradient.) Minutes: compiling."""
+    from pipeline.dataset import PairedFaces
+    from pipeline.train import Trainer
+
+    data = PairedFaces.load(*pairs, resolution=32, workers=1)
+    losses = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        trainer = Trainer.create(tiny_model(compile=compiled, amp=False, device=device), torch.device(device))
+        losses[compiled] = trainer.run_step(data, 0)[0].tolist()
+        saved, stepped = trainer.networks.generator, trainer.stepped.generator
+        assert (saved is not stepped) == compiled
+        assert all(a is b for a, b in zip(saved.parameters(), stepped.parameters()))
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4, atol=1e-6)

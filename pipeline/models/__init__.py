@@ -15,6 +15,7 @@ from pipeline.labelmaps import NUM_CLASSES
 from pipeline.models.discriminator import MultiscaleDiscriminator
 from pipeline.models.encoder import ConvEncoder
 from pipeline.models.generator import Pix2PixHDGenerator, SPADEGenerator
+from pipeline.models.normalization import SpectralNormConv2d
 
 IMAGE_CHANNELS = 3
 
@@ -59,7 +60,7 @@ def build(model: ModelConfig, label_nc: int = NUM_CLASSES) -> Networks:
 def _xavier_init(module: nn.Module) -> None:
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         # A spectral-normed layer keeps its trainable weight as weight_orig.
-        nn.init.xavier_normal_(getattr(module, "weight_orig", module.weight), gain=0.02)
+        nn.init.xavier_normal_(module.weight_orig if isinstance(module, SpectralNormConv2d) else module.weight, gain=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.normalization import SPADE, spectral_norm
+from pipeline.models.normalization import SPADE, SpectralNormConv2d
 
 
 class SPADEResBlock(nn.Module):
@@ -19,12 +19,12 @@ class SPADEResBlock(nn.Module):
         middle = min(fin, fout)
         self.learned_shortcut = fin != fout
         self.norm_0 = SPADE(norm, fin, label_nc)
-        self.conv_0 = spectral_norm(nn.Conv2d(fin, middle, 3, padding=1))
+        self.conv_0 = SpectralNormConv2d(fin, middle, 3, padding=1)
         self.norm_1 = SPADE(norm, middle, label_nc)
-        self.conv_1 = spectral_norm(nn.Conv2d(middle, fout, 3, padding=1))
+        self.conv_1 = SpectralNormConv2d(middle, fout, 3, padding=1)
         if self.learned_shortcut:
             self.norm_s = SPADE(norm, fin, label_nc)
-            self.conv_s = spectral_norm(nn.Conv2d(fin, fout, 1, bias=False))
+            self.conv_s = SpectralNormConv2d(fin, fout, 1, bias=False)
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         shortcut = self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x

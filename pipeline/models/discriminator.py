@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.normalization import spectral_norm
+from pipeline.models.normalization import SpectralNormConv2d
 
 
 class NLayerDiscriminator(nn.Module):
@@ -24,7 +24,7 @@ class NLayerDiscriminator(nn.Module):
         for layer in range(1, n_layers):
             previous, channels = channels, min(2 * channels, 512)
             stride = 1 if layer == n_layers - 1 else 2
-            conv = spectral_norm(nn.Conv2d(previous, channels, 4, stride=stride, padding=2, bias=False))
+            conv = SpectralNormConv2d(previous, channels, 4, stride=stride, padding=2, bias=False)
             stages.append(nn.Sequential(conv, nn.InstanceNorm2d(channels, affine=False), nn.LeakyReLU(0.2)))
         stages.append(nn.Sequential(nn.Conv2d(channels, 1, 4, stride=1, padding=2)))
         self.stages = nn.ModuleList(stages)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.normalization import spectral_norm
+from pipeline.models.normalization import SpectralNormConv2d
 
 
 def sample_z(mu: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -29,7 +29,7 @@ class ConvEncoder(nn.Module):
         widths = [3, ngf, 2 * ngf, 4 * ngf, 8 * ngf, 8 * ngf] + ([8 * ngf] if self.input_size == 256 else [])
         self.layers = nn.ModuleList(
             nn.Sequential(
-                spectral_norm(nn.Conv2d(fin, fout, 3, stride=2, padding=1, bias=False)),
+                SpectralNormConv2d(fin, fout, 3, stride=2, padding=1, bias=False),
                 nn.InstanceNorm2d(fout, affine=False),
             )
             for fin, fout in zip(widths, widths[1:])

@@ -48,12 +48,40 @@ class SwitchableNorm2d(nn.Module):
         return ((x32 - mean) / (var + self.eps).sqrt()).to(x.dtype)
 
 
-def spectral_norm(layer: nn.Module) -> nn.Module:
-    """Spectral normalisation by torch's hook-based API, the one the reference uses: in training,
-    each forward first runs one power iteration v <- W^T u, u <- W v. torch's newer
-    parametrization API iterates u <- W v, v <- W^T u instead (and 15 times at creation), so in
-    train mode the same weights, u and v would give other outputs than the reference's."""
-    return nn.utils.spectral_norm(layer)
+class SpectralNormConv2d(nn.Conv2d):
+    """nn.Conv2d whose weight is divided by its largest singular value, estimated as
+    torch.nn.utils.spectral_norm (the reference's) estimates it: in training, one power
+    iteration v <- W^T u, u <- W v before each forward, then sigma = u . W v; in eval mode the
+    stored u and v. Its state is torch's too: weight_orig, weight_u, weight_v.
+
+    Written out rather than taken from torch because neither torch API fits: the newer
+    parametrization iterates u <- W v, v <- W^T u (and 15 times at creation), which gives other
+    train-mode outputs than the reference's; and both run the estimate in bf16 under autocast,
+    where here it always runs in fp32."""
+
+    def __init__(self, *args, eps: float = 1e-12, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        weight = self.weight
+        del self.weight
+        self.weight_orig = nn.Parameter(weight.detach())
+        self.eps = eps
+        self.register_buffer("weight_u", F.normalize(weight.new_empty(weight.shape[0]).normal_(), dim=0, eps=eps))
+        self.register_buffer("weight_v", F.normalize(weight.new_empty(weight[0].numel()).normal_(), dim=0, eps=eps))
+
+    def normalized_weight(self) -> torch.Tensor:
+        with torch.autocast(self.weight_orig.device.type, enabled=False):
+            matrix = self.weight_orig.flatten(1)
+            u, v = self.weight_u, self.weight_v
+            if self.training:
+                with torch.no_grad():
+                    v = F.normalize(torch.mv(matrix.t(), u), dim=0, eps=self.eps, out=v)
+                    u = F.normalize(torch.mv(matrix, v), dim=0, eps=self.eps, out=u)
+                # The buffers change in place at the next forward; autograd keeps these values.
+                u, v = u.clone(), v.clone()
+            return self.weight_orig / torch.dot(u, torch.mv(matrix, v))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.normalized_weight(), self.bias)
 
 
 def param_free_norm(kind: str, channels: int) -> nn.Module:
