@@ -112,18 +112,24 @@ def test_missing_inception_weights_are_one_clear_line(tmp_path):
 SHARED_WEIGHTS = (shared_dir() or REPO / "missing") / "weights" / "pt_inception-2015-12-05-6726825d.pth"
 
 
-@pytest.mark.skipif(not SHARED_WEIGHTS.exists(), reason="needs ../shared/weights/pt_inception-2015-12-05-6726825d.pth")
-def test_pipeline_fid_equals_the_pytorch_fid_cli_on_real_faces(tmp_path):
+def two_face_folders(tmp_path, count: int) -> tuple[str, str]:
+    """Folders a and b of `count` different real faces each."""
     faces = sorted((shared_dir() / "data" / "faces").glob("*.jpg"))
-    for name, chosen in (("a", faces[:12]), ("b", faces[12:24])):
+    for name, chosen in (("a", faces[:count]), ("b", faces[count : 2 * count])):
         (tmp_path / name).mkdir()
         for face in chosen:
             shutil.copy(face, tmp_path / name)
+    return str(tmp_path / "a"), str(tmp_path / "b")
+
+
+@pytest.mark.skipif(not SHARED_WEIGHTS.exists(), reason="needs ../shared/weights/pt_inception-2015-12-05-6726825d.pth")
+def test_pipeline_fid_equals_the_pytorch_fid_cli_on_real_faces(tmp_path):
+    a, b = two_face_folders(tmp_path, 12)
     hub = tmp_path / "torch" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     (hub / SHARED_WEIGHTS.name).symlink_to(SHARED_WEIGHTS)
     reference = subprocess.run(
-        [sys.executable, "-m", "pytorch_fid", str(tmp_path / "a"), str(tmp_path / "b"), "--device", "cpu"],
+        [sys.executable, "-m", "pytorch_fid", a, b, "--device", "cpu"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -131,9 +137,7 @@ def test_pipeline_fid_equals_the_pytorch_fid_cli_on_real_faces(tmp_path):
     )
     assert reference.returncode == 0, reference.stderr
     expected = float(reference.stdout.split("FID:")[1])
-    ours = run_fid(
-        str(tmp_path / "a"), str(tmp_path / "b"), "--weights", str(SHARED_WEIGHTS), "--device", "cpu", "--json"
-    )
+    ours = run_fid(a, b, "--weights", str(SHARED_WEIGHTS), "--device", "cpu", "--json")
     assert ours.returncode == 0, ours.stderr
     result = json.loads(ours.stdout)
     assert abs(result["FID"] - expected) / expected < 1e-3
@@ -144,14 +148,10 @@ def test_pipeline_fid_equals_the_pytorch_fid_cli_on_real_faces(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not SHARED_WEIGHTS.exists(), reason="needs ../shared/weights/pt_inception-2015-12-05-6726825d.pth")
 def test_fid_on_cuda_equals_fid_on_the_cpu(tmp_path):
-    faces = sorted((shared_dir() / "data" / "faces").glob("*.jpg"))
-    for name, chosen in (("a", faces[:24]), ("b", faces[24:48])):
-        (tmp_path / name).mkdir()
-        for face in chosen:
-            shutil.copy(face, tmp_path / name)
+    a, b = two_face_folders(tmp_path, 24)
     results = {}
     for device in ("cpu", "cuda"):
-        run = run_fid(str(tmp_path / "a"), str(tmp_path / "b"), "--weights", str(SHARED_WEIGHTS), "--device", device, "--json")
+        run = run_fid(a, b, "--weights", str(SHARED_WEIGHTS), "--device", device, "--json")
         assert run.returncode == 0, run.stderr
         results[device] = json.loads(run.stdout)["FID"]
     assert abs(results["cuda"] - results["cpu"]) / results["cpu"] < 1e-3
