@@ -32,6 +32,7 @@ import psutil
 import torch
 import torchvision
 
+import pipeline.train
 from pipeline.config import ModelConfig, validate
 from pipeline.dataset import PairedFaces
 from pipeline.devices import resolve_device
@@ -50,9 +51,13 @@ def synthetic_faces(count: int, resolution: int) -> PairedFaces:
     return PairedFaces(images, labels)
 
 
+VGG19 = torchvision.models.vgg19
+
+
 def seeded_vgg19(**kwargs) -> torch.nn.Module:
+    """torchvision's VGG19 with seeded weights, whatever pretrained weights are asked for."""
     torch.manual_seed(0)
-    return torchvision.models.vgg19()
+    return VGG19()
 
 
 class NVlabs:
@@ -96,6 +101,7 @@ class NVlabs:
 
 class Ours:
     def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
+        pipeline.train.imagenet_vgg19_features = lambda: seeded_vgg19().features  # offline, as NVlabs' side
         settings = {
             "resolution": args.resolution, "batch_size": args.batch_size, "vgg": args.vgg == "on",
             "amp": args.amp == "on", "channels_last": args.channels_last == "on", "compile": args.compile == "on",
@@ -187,7 +193,8 @@ def main() -> None:
           f"channels_last {args.channels_last}, compile {args.compile}")
     for name in sides:
         print(f"{name:>7}: {statistics.median(rates[name]):8.2f} img/s (rounds: "
-              f"{', '.join(f'{r:.2f}' for r in rates[name])}), peak {memory[name].peak_mb:,.0f} MB")
+              f"{', '.join(f'{r:.2f}' for r in rates[name])}), peak {memory[name].peak_mb:,.0f} MB"
+              + ("" if cuda else " (the process's, holding both)"))
     print(f"  ratio: {statistics.median(rates['ours']) / statistics.median(rates['NVlabs']):.2f} x NVlabs' img/s")
 
 

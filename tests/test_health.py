@@ -51,7 +51,7 @@ def test_a_resumed_watch_replays_the_log_to_the_same_signs():
 
 @pytest.fixture(scope="module")
 def procedural_pairs(tmp_path_factory) -> tuple[list[str], list[str]]:
-    """16 procedural faces: label maps as varied as faces' (tests/procedural_faces.py)."""
+    """16 procedural faces: label maps as varied as faces' (pipeline/demo/faces.py)."""
     folder = tmp_path_factory.mktemp("procedural")
     ids = write_faces(folder, range(16), size=64)
     return [str(folder / "images" / f"{i}.png") for i in ids], [str(folder / "labels" / f"{i}.png") for i in ids]

@@ -26,12 +26,12 @@ def prepare(cfg: DataConfig, threads: int) -> list[split.SplitRow]:
         chosen = split.choose(entries, cfg.subsample, cfg.seed)
         paths = ffhq.download([entries[image_id] for image_id in chosen], cfg.ffhq)
     else:
-        images = cfg.folder
         if cfg.source == "procedural":
             drawn = Path(cfg.procedural.dir)
-            write_faces(drawn, range(cfg.procedural.count), cfg.procedural.size)
-            images = drawn / "images"
-        candidates = folder.find_images(images)
+            ids = write_faces(drawn, range(cfg.procedural.count), cfg.procedural.size)
+            candidates = {image_id: drawn / "images" / f"{image_id}.png" for image_id in ids}
+        else:
+            candidates = folder.find_images(cfg.folder)
         chosen = split.choose(candidates, cfg.subsample, cfg.seed)
         paths = {image_id: candidates[image_id] for image_id in chosen}
         folder.verify(paths, workers=threads)
@@ -42,7 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.data", description=__doc__)
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--data-json", help="the validated `data` config section as JSON (what the rule passes)")
-    given.add_argument("--configfile", type=Path, help="a pipeline config YAML; validated, defaults filled in")
+    given.add_argument("--configfile", type=Path, help="a pipeline config YAML, read over config.yaml's defaults")
     parser.add_argument("--out", type=Path, required=True, help="split CSV to write")
     parser.add_argument("--threads", type=int, default=1, help="threads for decoding images")
     args = parser.parse_args()

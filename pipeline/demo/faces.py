@@ -184,14 +184,17 @@ def procedural_face(seed: int, size: int = SIZE) -> tuple[np.ndarray, np.ndarray
 
 
 def write_faces(out_dir: Path, seeds: range, size: int = SIZE) -> list[str]:
-    """Write images/{id}.png and labels/{id}.png (label maps as the pipeline stores them); return ids."""
+    """Write images/{id}.png and labels/{id}.png (label maps as the pipeline stores them); return
+    the ids. A pair already there at this size is kept: the same seed always draws the same."""
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "labels").mkdir(parents=True, exist_ok=True)
     ids = []
     for seed in progress(seeds, desc="draw faces", unit="face"):
-        image, labels = procedural_face(seed, size)
         face_id = f"face{seed:06d}"
-        save_png(image, out_dir / "images" / f"{face_id}.png")
-        write_label(labels, out_dir / "labels" / f"{face_id}.png", provenance="procedural ground truth")
+        image_path, label_path = out_dir / "images" / f"{face_id}.png", out_dir / "labels" / f"{face_id}.png"
+        if not (label_path.exists() and image_path.exists() and Image.open(image_path).size == (size, size)):
+            image, labels = procedural_face(seed, size)
+            save_png(image, image_path)
+            write_label(labels, label_path, provenance="procedural ground truth")
         ids.append(face_id)
     return ids

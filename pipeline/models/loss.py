@@ -31,15 +31,16 @@ def d_hinge_loss(
     real_scores: list[list[torch.Tensor]], fake_scores: list[list[torch.Tensor]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Discriminator: mean(relu(1 - D(real))) and mean(relu(1 + D(fake))), each averaged over
-    scales (the loss is their sum). Each scale's last output is its patch logits."""
-    real = sum(F.relu(1 - scale[-1]).mean() for scale in real_scores) / len(real_scores)
-    fake = sum(F.relu(1 + scale[-1]).mean() for scale in fake_scores) / len(fake_scores)
+    scales (the loss is their sum). Each scale's last output is its patch logits. Means in fp32
+    (under autocast the logits may be bf16, and a mean is not among the ops autocast lifts)."""
+    real = sum(F.relu(1 - scale[-1].float()).mean() for scale in real_scores) / len(real_scores)
+    fake = sum(F.relu(1 + scale[-1].float()).mean() for scale in fake_scores) / len(fake_scores)
     return real, fake
 
 
 def g_hinge_loss(fake_scores: list[list[torch.Tensor]]) -> torch.Tensor:
-    """Generator: -mean(D(fake)), averaged over scales."""
-    return -sum(scale[-1].mean() for scale in fake_scores) / len(fake_scores)
+    """Generator: -mean(D(fake)), averaged over scales, in fp32."""
+    return -sum(scale[-1].float().mean() for scale in fake_scores) / len(fake_scores)
 
 
 def feature_matching_loss(real_scores: list[list[torch.Tensor]], fake_scores: list[list[torch.Tensor]]) -> torch.Tensor:
