@@ -71,6 +71,12 @@ def _check_models(config: dict) -> None:
                 f"config key {key}: training.resolution {model.training.resolution} is not a multiple of "
                 f"{model.stride}, this generator's total stride"
             )
+        training = model.training
+        if training.batch_size % training.world_size:
+            raise ConfigError(
+                f"config key {key}: training.batch_size {training.batch_size} does not divide among "
+                f"training.gpus x training.nodes = {training.world_size} processes"
+            )
 
 
 def load(*paths: str | Path) -> dict:
@@ -170,7 +176,9 @@ SPADE_UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
 
 
 # Training settings that change how a run is carried out, not the model it gives.
-OPERATIONAL_TRAINING_KEYS = frozenset({"checkpoint_every", "keep_checkpoints", "sample_every", "workers", "compile", "device"})
+OPERATIONAL_TRAINING_KEYS = frozenset(
+    {"checkpoint_every", "keep_checkpoints", "sample_every", "workers", "compile", "device", "gpus", "nodes"}
+)
 
 
 @dataclass(frozen=True)
@@ -195,8 +203,15 @@ class TrainingConfig:
     channels_last: bool
     compile: bool
     device: str
+    gpus: int
+    nodes: int
     workers: int
     seed: int
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in all."""
+        return self.gpus * self.nodes
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,16 @@ neighbour (class indices must never be blended)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.files import atomic_path
 from pipeline.images import load_rgb
 from pipeline.labelmaps import FLIPPED_CLASS, NUM_CLASSES, read_label
 from pipeline.progress import progress
@@ -56,6 +58,36 @@ class PairedFaces:
                 images[index] = torch.from_numpy(image).permute(2, 0, 1)
                 labels[index] = torch.from_numpy(label)
         return cls(images, labels)
+
+    @classmethod
+    def load_shared(
+        cls,
+        image_paths: Sequence[str],
+        label_paths: Sequence[str],
+        resolution: int,
+        workers: int,
+        path: Path,
+        builder: bool,
+        barrier: Callable[[], None],
+    ) -> "PairedFaces":
+        """The pairs, loaded once per node by its `builder` process and shared through a file at
+        `path` (node-local) that every process maps: the node holds one copy, not one per
+        process. `barrier` waits for all processes. The file is unlinked once mapped, so nothing
+        is left behind, however the run ends."""
+        count, pixels = len(image_paths), resolution * resolution
+        if builder:
+            loaded = cls.load(image_paths, label_paths, resolution, workers)
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    f.write(loaded.images.numpy().tobytes())
+                    f.write(loaded.labels.numpy().tobytes())
+        barrier()
+        mapped = torch.from_file(str(path), shared=True, size=count * 4 * pixels, dtype=torch.uint8)
+        barrier()
+        if builder:
+            path.unlink()
+        images = mapped[: count * 3 * pixels].view(count, 3, resolution, resolution)
+        return cls(images, mapped[count * 3 * pixels :].view(count, resolution, resolution))
 
     def __len__(self) -> int:
         return len(self.images)

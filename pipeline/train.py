@@ -17,12 +17,15 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from pipeline import cli
 from pipeline.config import NETWORK_FORMAT, OPERATIONAL_TRAINING_KEYS, ModelConfig, TrainingConfig, load
@@ -44,7 +47,9 @@ from pipeline.models.loss import (
     split_scores,
 )
 from pipeline.parse.manifest import read_manifests
+from pipeline import distributed
 from pipeline.devices import resolve_device
+from pipeline.distributed import World
 from pipeline.progress import progress
 
 log = logging.getLogger("pipeline.train")
@@ -67,10 +72,11 @@ def run_key(model: ModelConfig) -> str:
 
 
 def learning_rate(base: float, step: int, cfg: TrainingConfig) -> float:
-    """Constant until decay_start, then linear to 0 at `iterations`."""
+    """Constant until decay_start, then linear to 0 at `iterations` (and 0 beyond, for a
+    caller that steps on: never negative)."""
     if step < cfg.decay_start or cfg.iterations <= cfg.decay_start:
         return base
-    return base * (cfg.iterations - step) / (cfg.iterations - cfg.decay_start)
+    return base * max(0, cfg.iterations - step) / (cfg.iterations - cfg.decay_start)
 
 
 def batch_indices(step: int, batch_size: int, n_images: int, seed: int) -> torch.Tensor:
@@ -177,13 +183,16 @@ def make_optimizers(
     return opt_G, opt_D
 
 
-def generate(generator, encoder, seg: torch.Tensor, real: torch.Tensor):
+def generate(generator, encoder, seg: torch.Tensor, real: torch.Tensor, world: World = World()):
     """A fake for the label maps `seg`, and for VAE models the encoder's (mu, logvar) of the
-    real images, from which z is drawn (reparameterised); None for the others."""
+    real images, from which z is drawn (reparameterised); None for the others. Every process
+    draws the noise of the whole global batch and takes its share, so z is what one process
+    would draw."""
     if encoder is None:
         return generator(seg), None
     mu, logvar = encoder(real)
-    return generator(seg, sample_z(mu, logvar)), (mu, logvar)
+    noise = torch.randn((len(mu) * world.size, *mu.shape[1:]), dtype=mu.dtype, device=mu.device)
+    return generator(seg, sample_z(mu, logvar, noise[world.share(len(noise))])), (mu, logvar)
 
 
 def discriminate(discriminator, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor):
@@ -202,15 +211,23 @@ def train_step(
     cfg: TrainingConfig,
     vgg: VGGLoss | None = None,
     autocast=contextlib.nullcontext(),
+    world: World = World(),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One iteration as the reference runs it: a generator update (hinge GAN + feature matching
     + VGG + KLD), then a discriminator update on a fake made again by the updated generator.
-    Returns the LOSSES (detached, weighted as optimised) and the D step's fake."""
+    Returns the LOSSES (detached, weighted as optimised) and the D step's fake.
+
+    On several processes (`world`; networks wrapped in DistributedDataParallel, which averages
+    gradients) each takes its share of the batch. The mean losses need nothing more; the KLD,
+    a sum over the batch, is scaled by the world size so that the averaged gradient is the sum's."""
     generator, discriminator, encoder = networks.generator, networks.discriminator, networks.encoder
     zero = torch.zeros((), device=seg.device)
-    with autocast:
-        fake, posterior = generate(generator, encoder, seg, real)
-        loss_kld = kld_loss(*(t.float() for t in posterior)) * cfg.lambda_kld if posterior is not None else zero
+    # D's gradients from the G step are thrown away: no all-reduce for them.
+    with autocast, getattr(discriminator, "no_sync", contextlib.nullcontext)():
+        fake, posterior = generate(generator, encoder, seg, real, world)
+        loss_kld = zero
+        if posterior is not None:
+            loss_kld = kld_loss(*(t.float() for t in posterior)) * cfg.lambda_kld * world.size
         fake_scores, real_scores = discriminate(discriminator, seg, fake, real)
         loss_gan = g_hinge_loss(fake_scores)
         loss_feat = feature_matching_loss(real_scores, fake_scores) * cfg.lambda_feat
@@ -221,7 +238,7 @@ def train_step(
 
     with autocast:
         with torch.no_grad():
-            fake = generate(generator, encoder, seg, real)[0].detach()
+            fake = generate(generator, encoder, seg, real, world)[0].detach()
         fake_scores, real_scores = discriminate(discriminator, seg, fake, real)
         loss_d_real, loss_d_fake = d_hinge_loss(real_scores, fake_scores)
     opt_D.zero_grad(set_to_none=True)
@@ -243,12 +260,14 @@ def write_samples(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, 
 class Trainer:
     """What a training step needs, set up for its device as the config asks: fused Adam, bf16
     autocast on CUDA, channels_last where `training.channels_last` (CUDA and CPU alike: oneDNN's
-    convolutions are faster in it too), the compiled modules where `training.compile`."""
+    convolutions are faster in it too), DistributedDataParallel on several processes, the
+    compiled modules where `training.compile`."""
 
     cfg: TrainingConfig
     device: torch.device
+    world: World
     networks: Networks  # whose state checkpoints hold
-    stepped: Networks  # what the step runs: the same modules, compiled where asked
+    stepped: Networks  # what the step runs: the same modules, wrapped and compiled where asked
     opt_G: torch.optim.Adam
     opt_D: torch.optim.Adam
     vgg: VGGLoss | None
@@ -256,7 +275,7 @@ class Trainer:
     memory_format: torch.memory_format
 
     @classmethod
-    def create(cls, model: ModelConfig, device: torch.device) -> "Trainer":
+    def create(cls, model: ModelConfig, device: torch.device, world: World = World()) -> "Trainer":
         cfg, cuda = model.training, device.type == "cuda"
         if cuda:
             torch.backends.cudnn.benchmark = True
@@ -267,91 +286,140 @@ class Trainer:
                 network.to(device, memory_format=memory_format)
         opt_G, opt_D = make_optimizers(networks, cfg)
         vgg = VGGLoss(imagenet_vgg19_features()).to(device) if cfg.vgg and cfg.lambda_vgg > 0 else None
-        stepped = networks
-        if cfg.compile:
-            encoder = torch.compile(networks.encoder) if networks.encoder is not None else None
-            stepped = Networks(torch.compile(networks.generator), torch.compile(networks.discriminator), encoder)
+
+        def wrapped(network: torch.nn.Module | None) -> torch.nn.Module | None:
+            if network is not None and world.size > 1:
+                network = DistributedDataParallel(network, device_ids=[device.index] if cuda else None)
+            if network is not None and cfg.compile:
+                network = torch.compile(network)
+            return network
+
+        stepped = Networks(*(wrapped(n) for n in (networks.generator, networks.discriminator, networks.encoder)))
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and cuda)
-        return cls(cfg, device, networks, stepped, opt_G, opt_D, vgg, autocast, memory_format)
+        return cls(cfg, device, world, networks, stepped, opt_G, opt_D, vgg, autocast, memory_format)
 
     def run_step(self, data: PairedFaces, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Step `step` (counted from 0): its learning rates, its batch, one train_step. Returns
-        the logged values (LOSSES, then the fakes' spread; on the device, not yet synced), the
-        batch's uint8 label maps, its real images and the D step's fakes."""
+        """Step `step` (counted from 0): its learning rates, this process's share of its batch,
+        one train_step. Returns the logged values (LOSSES, then the fakes' spread; on the device,
+        not yet synced), the uint8 label maps of the share, its real images and the D step's fakes."""
         cfg = self.cfg
         for optimizer, base in ((self.opt_G, cfg.lr_G), (self.opt_D, cfg.lr_D)):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(base, step, cfg)
-        indices = batch_indices(step, cfg.batch_size, len(data), cfg.seed)
+        share = self.world.share(cfg.batch_size)
+        indices = batch_indices(step, cfg.batch_size, len(data), cfg.seed)[share]
         flips = batch_flips(step, cfg.batch_size, cfg.seed) if cfg.flip else torch.zeros(cfg.batch_size, dtype=bool)
-        images_uint8, labels_uint8 = data.batch(indices, flips)
+        images_uint8, labels_uint8 = data.batch(indices, flips[share])
         real, seg = to_model_inputs(images_uint8, labels_uint8, self.device)
         real, seg = real.contiguous(memory_format=self.memory_format), seg.contiguous(memory_format=self.memory_format)
-        losses, fake = train_step(self.stepped, self.opt_G, self.opt_D, seg, real, cfg, self.vgg, self.autocast)
+        losses, fake = train_step(
+            self.stepped, self.opt_G, self.opt_D, seg, real, cfg, self.vgg, self.autocast, self.world
+        )
         return torch.cat([losses, output_spread(fake, real)[None]]), labels_uint8, real, fake
 
 
 def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], out_dir: Path) -> None:
+    """Train `model` in this process, or as one of the processes torchrun started."""
+    device = resolve_device(model.training.device, f"config key training.device (model {model.name})")
+    world = distributed.start(device.type)
+    if world.size > 1 and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    # SIGTERM (a cluster preempting the job) stops training after a checkpoint.
+    stop_requested: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
+    try:
+        _train(model, image_paths, label_paths, out_dir, device, world, stop_requested)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        distributed.stop()
+
+
+def _train(
+    model: ModelConfig,
+    image_paths: list[str],
+    label_paths: list[str],
+    out_dir: Path,
+    device: torch.device,
+    world: World,
+    stop_requested: list[int],
+) -> None:
     cfg = model.training
-    device = resolve_device(cfg.device, f"config key training.device (model {model.name})")
     torch.manual_seed(cfg.seed)
-    data = PairedFaces.load(image_paths, label_paths, cfg.resolution, cfg.workers)
+    run_dir = out_dir / "runs" / run_key(model)
+    if world.size == 1:
+        data = PairedFaces.load(image_paths, label_paths, cfg.resolution, cfg.workers)
+    else:
+        # One copy per node, mapped by its processes (70,000 faces at 256x256 are 13.7 GB).
+        node_copy = Path(tempfile.gettempdir()) / f"spade-faces-{run_key(model)}-{os.environ['TORCHELASTIC_RUN_ID']}.u8"
+        data = PairedFaces.load_shared(
+            image_paths, label_paths, cfg.resolution, cfg.workers, node_copy, world.local_rank == 0, distributed.barrier
+        )
     log.info("%s: %d training pairs at %dx%d on %s", model.name, len(data), cfg.resolution, cfg.resolution, device)
-    trainer = Trainer.create(model, device)
+    log.info("%s: %d process(es), global batch %d, %d per process", model.name, world.size, cfg.batch_size,
+             cfg.batch_size // world.size)
+    trainer = Trainer.create(model, device, world)
     networks = trainer.networks
 
-    run_dir = out_dir / "runs" / run_key(model)
     log.info("%s: checkpoints, samples and the running log in %s", model.name, run_dir)
     checkpoints = Checkpoints(run_dir / "checkpoints", cfg.keep_checkpoints)
     running_log = run_dir / "train_log.csv"
     step = resume(checkpoints, networks, trainer.opt_G, trainer.opt_D)
     health = HealthWatch()
-    signs = health.replay((float(row["D_fake"]), float(row["fake_spread"])) for row in _truncate_log(running_log, step))
+    signs: tuple[str, ...] = ()
+    if world.main:
+        rows = _truncate_log(running_log, step)
+        signs = health.replay((float(row["D_fake"]), float(row["fake_spread"])) for row in rows)
 
-    stop_requested = []
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
     with (
         # Line-buffered: each step's row is on disk at once, for `tail -f` and for a killed run.
-        open(running_log, "a", newline="", buffering=1) as log_file,
-        progress(total=cfg.iterations, initial=step, desc=f"train {model.name}", unit="step") as bar,
+        open(running_log, "a", newline="", buffering=1) if world.main else contextlib.nullcontext() as log_file,
+        progress(total=cfg.iterations, initial=step, desc=f"train {model.name}", unit="step", disable=not world.main)
+        as bar,
     ):
-        writer = csv.writer(log_file)
+        writer = csv.writer(log_file) if world.main else None
         while step < cfg.iterations:
             started = time.perf_counter()
             values, labels_uint8, real, fake = trainer.run_step(data, step)
             step += 1
-            *losses, spread = values.tolist()  # the one device sync per step, for the log row
+            # The one sync per step: the logged values, averaged over the processes, and whether
+            # any of them was asked to stop (SLURM signals every one; all must stop at one step).
+            asked = values.new_tensor([1.0 if stop_requested else 0.0])
+            *losses, spread, stop = distributed.mean_over_ranks(torch.cat([values, asked])).tolist()
             rate = cfg.batch_size / (time.perf_counter() - started)
-            signs, was = health.update(losses[LOSSES.index("D_fake")], spread), signs
-            for sign in set(signs) - set(was):
-                log.warning("%s at step %d: %s (training goes on)", model.name, step, SIGNS[sign])
-            for sign in set(was) - set(signs):
-                log.info("%s at step %d: no longer %s", model.name, step, sign)
-            lr_G, lr_D = trainer.opt_G.param_groups[0]["lr"], trainer.opt_D.param_groups[0]["lr"]
-            writer.writerow(
-                [step, *(f"{v:.6g}" for v in losses), f"{lr_G:.6g}", f"{lr_D:.6g}", f"{rate:.2f}", f"{spread:.4g}",
-                 "+".join(signs)]
-            )
-            bar.update()
-            if step % cfg.sample_every == 0 or step == cfg.iterations:
-                write_samples(labels_uint8, real, fake, run_dir / "samples" / f"step_{step:08d}.png")
-            if step % cfg.checkpoint_every == 0 or step == cfg.iterations or stop_requested:
-                checkpoints.save(training_state(networks, trainer.opt_G, trainer.opt_D, step), step)
-            if stop_requested:
+            if world.main:
+                signs, was = health.update(losses[LOSSES.index("D_fake")], spread), signs
+                for sign in set(signs) - set(was):
+                    log.warning("%s at step %d: %s (training goes on)", model.name, step, SIGNS[sign])
+                for sign in set(was) - set(signs):
+                    log.info("%s at step %d: no longer %s", model.name, step, sign)
+                lr_G, lr_D = trainer.opt_G.param_groups[0]["lr"], trainer.opt_D.param_groups[0]["lr"]
+                writer.writerow(
+                    [step, *(f"{v:.6g}" for v in losses), f"{lr_G:.6g}", f"{lr_D:.6g}", f"{rate:.2f}",
+                     f"{spread:.4g}", "+".join(signs)]
+                )
+                bar.update()
+                if step % cfg.sample_every == 0 or step == cfg.iterations:
+                    write_samples(labels_uint8, real, fake, run_dir / "samples" / f"step_{step:08d}.png")
+                if step % cfg.checkpoint_every == 0 or step == cfg.iterations or stop:
+                    checkpoints.save(training_state(networks, trainer.opt_G, trainer.opt_D, step), step)
+            if stop:
+                distributed.barrier()  # no process leaves before the checkpoint is written
                 log.warning("stopped by signal at step %d; checkpoint saved, a rerun resumes from it", step)
-                raise SystemExit(128 + stop_requested[0])
+                raise SystemExit(128 + signal.SIGTERM)
 
-    weights = {
-        "format": NETWORK_FORMAT,
-        "model": dataclasses.asdict(model),
-        "generator": networks.generator.state_dict(),
-        "encoder": networks.encoder.state_dict() if networks.encoder is not None else None,
-    }
-    with atomic_path(out_dir / "generator.pt") as tmp:
-        torch.save(weights, tmp)
-    with atomic_path(out_dir / "train_log.csv") as tmp:
-        tmp.write_bytes(running_log.read_bytes())
-    log.info("%s: trained %d steps; wrote %s", model.name, step, out_dir / "generator.pt")
+    if world.main:
+        weights = {
+            "format": NETWORK_FORMAT,
+            "model": dataclasses.asdict(model),
+            "generator": networks.generator.state_dict(),
+            "encoder": networks.encoder.state_dict() if networks.encoder is not None else None,
+        }
+        with atomic_path(out_dir / "generator.pt") as tmp:
+            torch.save(weights, tmp)
+        with atomic_path(out_dir / "train_log.csv") as tmp:
+            tmp.write_bytes(running_log.read_bytes())
+        log.info("%s: trained %d steps; wrote %s", model.name, step, out_dir / "generator.pt")
+    distributed.barrier()
 
 
 def _truncate_log(path: Path, step: int) -> list[dict[str, str]]:
@@ -377,7 +445,9 @@ def main() -> None:
     )
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--model-json", help="the model's validated settings as JSON (what the rule passes)")
-    given.add_argument("--configfile", type=Path, help="a pipeline config YAML; then --model names the entry")
+    given.add_argument(
+        "--configfile", type=Path, help="a pipeline config YAML, over config.yaml's defaults; then --model names the entry"
+    )
     parser.add_argument("--model", help="a name under models: (with --configfile)")
     parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="parsing shard manifests")
     parser.add_argument("--out-dir", type=Path, required=True, help="results/models/{model}")
@@ -389,7 +459,10 @@ def main() -> None:
         model = ModelConfig.from_config(load(args.configfile), args.model)
     else:
         model = ModelConfig.from_json(args.model_json)
-    torch.set_num_threads(max(1, args.threads))
+    # Under torchrun the job's threads are shared by the node's processes, and one of them speaks.
+    torch.set_num_threads(max(1, args.threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    if int(os.environ.get("RANK", "0")) != 0:
+        logging.getLogger().setLevel(logging.WARNING)
     train(model, *train_pairs(args.manifests), args.out_dir)
 
 

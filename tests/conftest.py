@@ -74,9 +74,10 @@ def data_section(fake: FakeFfhq, download_dir: Path, **overrides) -> dict:
     return validate({"data": section})["data"]
 
 
-def smoke_config(run_dir: Path, compare: list[str], iterations: int = 4) -> dict:
+def smoke_config(run_dir: Path, compare: list[str], iterations: int = 4, models: dict | None = None) -> dict:
     """tests/smoke/config.yaml made to run from `run_dir` (its ../shared paths made absolute) with
-    fewer models and steps, written to run_dir/smoke.yaml with the seeded parser weights it names."""
+    fewer models and steps (and `models` entries updated), written to run_dir/smoke.yaml with the
+    seeded parser weights it names."""
     from seeded_parser import write_seeded_weights
 
     smoke = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
@@ -84,6 +85,8 @@ def smoke_config(run_dir: Path, compare: list[str], iterations: int = 4) -> dict
     smoke["metrics"]["inception_weights"] = str(shared_dir() / "weights" / "pt_inception-2015-12-05-6726825d.pth")
     smoke["training"].update(iterations=iterations, decay_start=iterations // 2, checkpoint_every=2, sample_every=2)
     smoke["compare"] = compare
+    for name, settings in (models or {}).items():
+        smoke["models"][name] = {**smoke["models"][name], **settings}
     write_seeded_weights(run_dir / smoke["parsing"]["weights"])
     (run_dir / "smoke.yaml").write_text(yaml.safe_dump(smoke))
     return smoke

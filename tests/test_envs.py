@@ -34,7 +34,7 @@ def rules() -> list[tuple[str, str, str]]:
     found = []
     for name, block in rule_blocks().items():
         conda = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", block)
-        module = re.search(r"python -m (pipeline\.\w+)", block)
+        module = re.search(r"(?:python|\{params\.launcher\}) -m (pipeline\.\w+)", block)  # launcher: python or torchrun
         assert conda and module, f"rule {name} needs a conda env and a pipeline CLI"
         found.append((name, str((REPO / "workflow" / "rules" / conda.group(1)).resolve()), module.group(1)))
     return found

@@ -28,7 +28,8 @@ def test_smoke_workflow_through_the_slurm_profile(tmp_path):
     # The shipped profile, with this cluster's partition and account; the node has 2 CPUs, no
     # GPU and 23 GB, so every job gets 1 CPU, 1 GB and no GPU.
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
-    assert profile["executor"] == "slurm" and profile["set-resources"]["train"]["gpu"] == 1
+    assert profile["executor"] == "slurm" and profile["set-resources"]["parse_shard"]["gpu"] == 1
+    assert "gpu" not in profile["set-resources"]["train"]  # the rule asks per model (training.gpus)
     profile["default-resources"].update(slurm_partition=PARTITION, slurm_account=ACCOUNT)
     rules = sorted(rule_blocks())
     shipped = profile["set-resources"]
@@ -40,7 +41,8 @@ def test_smoke_workflow_through_the_slurm_profile(tmp_path):
     profile.update({"jobs": 2, "slurm-init-seconds-before-status-checks": 5, "seconds-between-status-checks": 5})
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
-    smoke = smoke_config(tmp_path, compare=["spade"])
+    # The model trains on 2 processes (torchrun, gloo) in its SLURM job, as on a 2-GPU node.
+    smoke = smoke_config(tmp_path, compare=["spade"], models={"spade": {"training": {"gpus": 2}}})
 
     with LocalSlurm(tmp_path / "slurm") as cluster:
         result = snakemake(
@@ -54,6 +56,8 @@ def test_smoke_workflow_through_the_slurm_profile(tmp_path):
 
     with open(tmp_path / "results/table.csv", newline="") as f:
         assert [row["model"] for row in csv.DictReader(f)] == [*smoke["compare"], "real"]
+    train_log = (tmp_path / "results/logs/train/spade.log").read_text()
+    assert "2 process(es), global batch 4, 2 per process" in train_log
     # Every job went through the scheduler and finished there.
     submitted = {re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", comment).group(1) for comment, _ in jobs}
     assert {"split", "parse_shard", "train", "synthesize", "resegment", "evaluate", "table"} <= submitted, jobs

@@ -127,9 +127,9 @@ def test_vgg_weights_load_from_the_torch_hub_cache_and_offline_missing_is_one_cl
 
 def test_learning_rate_is_constant_then_linear_to_zero():
     cfg = tiny_model(iterations=10, decay_start=6).training
-    rates = [learning_rate(1.0, step, cfg) for step in range(10)]
+    rates = [learning_rate(1.0, step, cfg) for step in range(12)]
     assert rates[:6] == [1.0] * 6
-    assert rates[6:] == pytest.approx([1.0, 0.75, 0.5, 0.25])
+    assert rates[6:] == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0, 0.0])  # never negative past the end
 
 
 def test_each_image_once_per_epoch_in_a_seeded_order():
@@ -255,8 +255,12 @@ def test_a_resumed_optimiser_keeps_the_implementation_chosen_for_its_device(chec
     opt_D.step()
 
 
-def run_training(workdir: Path, pairs, iterations: int, device: str = "cpu") -> subprocess.Popen:
-    """The CLI on a one-shard manifest, in a subprocess that a test can signal."""
+def run_training(
+    workdir: Path, pairs, iterations: int, device: str = "cpu", model: str = "spade_vae", processes: int = 1,
+    **training,
+) -> subprocess.Popen:
+    """The CLI on a one-shard manifest, in a subprocess (in its own process group) that a test
+    can signal; with torchrun's processes (gloo) when `processes` > 1."""
     images, labels = pairs
     manifest = workdir / "shard.csv"
     with open(manifest, "w", newline="") as f:
@@ -264,15 +268,19 @@ def run_training(workdir: Path, pairs, iterations: int, device: str = "cpu") -> 
         writer.writerow(["image_id", "split", "path", "label"])
         writer.writerows((Path(i).stem, "train", i, label) for i, label in zip(images, labels))
     settings = {"resolution": 32, "batch_size": 2, "iterations": iterations, "decay_start": 12,
-                "checkpoint_every": 3, "sample_every": 100, "vgg": False, "workers": 1, "device": device}
-    config = {"training": settings, "models": {"spade_vae": {"generator": "spade", "vae": True, "ngf": 8, "ndf": 8}},
-              "compare": ["spade_vae"]}
+                "checkpoint_every": 3, "sample_every": 100, "vgg": False, "workers": 1, "device": device,
+                "gpus": processes, **training}
+    models = {"spade_vae": {"generator": "spade", "vae": True}, "spade": {"generator": "spade"},
+              "spade_instance": {"generator": "spade", "norm": "instance"},
+              "spade_switchnorm": {"generator": "spade", "norm": "switch"}, "pix2pixhd": {"generator": "pix2pixhd"}}
+    config = {"training": settings, "models": {model: {**models[model], "ngf": 8, "ndf": 8}}, "compare": [model]}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)] if processes > 1 else []
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", "--configfile", "config.yaml", "--model", "spade_vae",
-         "--manifests", "shard.csv", "--out-dir", "out"],
+        [sys.executable, *launcher, "-m", "pipeline.train", "--configfile", "config.yaml", "--model", model,
+         "--manifests", "shard.csv", "--out-dir", "out", "--threads", str(processes)],
         cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
     )
 
 
@@ -331,56 +339,55 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(pairs, tmp
 # --- bf16 ----------------------------------------------------------------------------------
 
 
-def windowed_losses(name: str, device: str, amp: bool, memory_format: torch.memory_format, steps: int = 100,
-                    window: int = 10) -> np.ndarray:
-    """Mean losses per `window` steps of a seeded run on 16 procedural faces at 32x32, ngf 8."""
-    from pipeline.dataset import to_model_inputs
+def bf16_faces() -> PairedFaces:
     from pipeline.demo.faces import procedural_face
 
     faces = [procedural_face(seed, 32) for seed in range(16)]
     images = torch.from_numpy(np.stack([image for image, _ in faces])).permute(0, 3, 1, 2).contiguous()
-    labels = torch.from_numpy(np.stack([label for _, label in faces]))
-    model = tiny_model(name, batch_size=4)
+    return PairedFaces(images, torch.from_numpy(np.stack([label for _, label in faces])))
+
+
+def run_losses(name: str, device: str, amp: bool, channels_last: bool, steps: int) -> np.ndarray:
+    """Each step's logged values of a seeded Trainer (as `train` builds it) on 16 procedural faces
+    at 32x32, ngf 8; `amp` turns bf16 autocast on for the CPU too (training uses it on CUDA)."""
+    from pipeline.train import Trainer
+
+    model = tiny_model(name, batch_size=4, channels_last=channels_last, amp=amp, flip=False, device=device,
+                       iterations=steps, decay_start=steps)
     torch.manual_seed(0)
-    networks = build(model)
-    for network in (networks.generator, networks.discriminator, networks.encoder):
-        if network is not None:
-            network.to(device, memory_format=memory_format)
-    opt_G, opt_D = make_optimizers(networks, model.training)
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=amp)
-    rows = []
-    for step in range(steps):
-        index = torch.arange(step * 4, step * 4 + 4) % len(faces)
-        real, seg = to_model_inputs(images[index], labels[index], torch.device(device))
-        real, seg = real.contiguous(memory_format=memory_format), seg.contiguous(memory_format=memory_format)
-        rows.append(train_step(networks, opt_G, opt_D, seg, real, model.training, None, autocast)[0].tolist())
-    return np.array(rows).reshape(steps // window, window, -1).mean(axis=1)
+    trainer = Trainer.create(model, torch.device(device))
+    trainer.autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=amp)
+    data = bf16_faces()
+    return np.array([trainer.run_step(data, step)[0].tolist()[: len(LOSSES)] for step in range(steps)])
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("name", ["spade", "spade_vae"])
-def test_bf16_training_follows_fp32_within_fp32s_own_rounding_spread(name, device):
-    """bf16 autocast against fp32 from the same seed, 100 steps, every loss averaged over each 10
-    logged steps. A GAN's trajectory amplifies any rounding, so the band is what fp32 itself
-    spans when only its rounding changes (the same run in channels_last): at every logged
-    window bf16 must stay within twice that spread, plus 2 % of the loss's mean. Broken bf16
-    (sigma or norm statistics in bf16, a loss overflowing) leaves it; bf16's own rounding does
-    not (measured in docs/benchmarks.md)."""
-    fp32 = windowed_losses(name, device, amp=False, memory_format=torch.contiguous_format)
-    rounding = windowed_losses(name, device, amp=False, memory_format=torch.channels_last)
-    bf16 = windowed_losses(name, device, amp=True, memory_format=torch.contiguous_format)
+def test_bf16_training_follows_fp32(name, device):
+    """bf16 autocast against fp32 from the same seed. The first step, from the same weights, must
+    give every loss within 2 % (bf16 keeps 8 bits of mantissa; sigma, norm statistics and the
+    loss reductions stay fp32). After that a GAN amplifies any rounding: over 100 steps, each
+    loss averaged over each 10 logged steps must stay within 3 x what fp32 itself spans when only
+    its rounding changes (the same run in channels_last), plus 2 % of the loss's mean. Measured
+    in docs/benchmarks.md."""
+    fp32 = run_losses(name, device, amp=False, channels_last=False, steps=100)
+    bf16 = run_losses(name, device, amp=True, channels_last=False, steps=100)
     assert np.isfinite(bf16).all()
-    band = 2 * np.abs(rounding - fp32).max(axis=0) + 0.02 * np.abs(fp32).mean(axis=0)
+    np.testing.assert_allclose(bf16[0], fp32[0], rtol=0.02, atol=1e-3)
+
+    rounding = run_losses(name, device, amp=False, channels_last=True, steps=100)
+    windows = [run.reshape(10, 10, -1).mean(axis=1) for run in (fp32, rounding, bf16)]
+    band = 3 * np.abs(windows[1] - windows[0]).max(axis=0) + 0.02 * np.abs(windows[0]).mean(axis=0)
     for index, loss in enumerate(LOSSES):
-        worst = np.abs(bf16[:, index] - fp32[:, index]).max()
+        worst = np.abs(windows[2][:, index] - windows[0][:, index]).max()
         assert worst <= band[index], f"{loss}: bf16 strays {worst:.3g} from fp32, band {band[index]:.3g}"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_compiled_training_takes_the_eager_step(pairs, device):
-    """training.compile: the Trainer steps compiled modules that share their parameters with
-    the saved ones, and the first step's losses are the eager ones to rounding. (Later steps
+    """training.compile: the Trainer steps compiled modules (over the saved ones), and the first
+    step's losses are the eager ones to rounding. (Later steps
     drift apart as any rounding change makes them: Adam's first update is lr x the sign of each
     gradient.) Minutes: compiling."""
     from pipeline.dataset import PairedFaces
@@ -392,7 +399,5 @@ def test_compiled_training_takes_the_eager_step(pairs, device):
         torch.manual_seed(0)
         trainer = Trainer.create(tiny_model(compile=compiled, amp=False, device=device), torch.device(device))
         losses[compiled] = trainer.run_step(data, 0)[0].tolist()
-        saved, stepped = trainer.networks.generator, trainer.stepped.generator
-        assert (saved is not stepped) == compiled
-        assert all(a is b for a, b in zip(saved.parameters(), stepped.parameters()))
+        assert (trainer.networks.generator is not trainer.stepped.generator) == compiled
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4, atol=1e-6)

@@ -174,3 +174,25 @@ def test_cli_error_is_one_line_naming_the_key_and_writes_nothing(tmp_path):
     assert result.stderr.strip().splitlines()[-1].endswith("config key data.folder: /no/such/dir is not a directory")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "split.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "training, launcher",
+    [
+        ({}, "python -m pipeline.train "),
+        ({"gpus": 4}, "torchrun --standalone --nproc-per-node 4 -m pipeline.train "),
+        ({"gpus": 4, "nodes": 2}, "srun --ntasks-per-node=1 torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d"),
+    ],
+)
+def test_the_train_rule_launches_one_process_or_torchrun_per_node(tmp_path, training, launcher):
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"training": {"batch_size": 16, **training}}))
+    (tmp_path / "results/data").mkdir(parents=True)  # an existing split, so the checkpoint resolves
+    with open(tmp_path / "results/data/split.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["image_id", "split", "path"], ["0", "train", "0.png"], ["1", "test", "1.png"]])
+    result = snakemake("results/models/spade/generator.pt", "-n", "--printshellcmds", "--configfile", "run.yaml",
+                       cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    command = next(line for line in result.stdout.splitlines() if "-m pipeline.train" in line)
+    assert launcher in command
+    if training.get("nodes", 1) > 1:
+        assert "--rdzv-id $SLURM_JOB_ID" in command and "scontrol show hostnames $SLURM_JOB_NODELIST" in command

@@ -44,4 +44,7 @@ class ConvEncoder(nn.Module):
         for index, layer in enumerate(self.layers):
             x = layer(x if index == 0 else F.leaky_relu(x, 0.2))
         x = F.leaky_relu(x, 0.2).flatten(1)
-        return self.fc_mu(x), self.fc_var(x)
+        # mu and logvar in fp32 under autocast: z's spread is exp(logvar / 2), and the KL term
+        # sums them over the batch.
+        with torch.autocast(x.device.type, enabled=False):
+            return self.fc_mu(x.float()), self.fc_var(x.float())

@@ -11,14 +11,54 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.distributed import distributed, sum_over_ranks, world_size
+
 SPADE_HIDDEN = 128  # width of SPADE's shared conv; fixed in the reference implementation
 PARAM_FREE_NORMS = ("batch", "instance", "switch")
+
+
+def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel, the mean and the (biased) variance over the batch and the pixels, from
+    per-sample instance statistics; in a distributed run over the whole global batch, all
+    processes' samples together (the reference's synchronized batch norm), differentiably.
+    Two passes (the mean, then the spread about it), as E[x^2] - E[x]^2 loses the variance to
+    rounding where it is small against the mean (a 1x1 grid holds one value per sample)."""
+    mean_in = x.mean(dim=(2, 3), keepdim=True)
+    var_in = x.var(dim=(2, 3), keepdim=True, unbiased=False)
+    count = torch.full((1, 1, 1, 1), float(x.shape[0]), device=x.device, dtype=x.dtype)
+    sums = sum_over_ranks(torch.cat([mean_in.sum(0, keepdim=True), count], 1))
+    total = sums[:, -1:]
+    mean = sums[:, :-1] / total
+    var = sum_over_ranks((var_in + (mean_in - mean) ** 2).sum(0, keepdim=True)) / total
+    return mean, var
+
+
+class SyncBatchNorm2d(nn.BatchNorm2d):
+    """nn.BatchNorm2d without affine parameters whose training-mode statistics are those of the
+    global batch when several processes train together (nn.SyncBatchNorm runs on CUDA only; this
+    works on the CPU with gloo too). On one process it is nn.BatchNorm2d, to the bit."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and distributed()):
+            return super().forward(x)
+        x32 = x.float()
+        mean, var = batch_moments(x32)
+        count = x.shape[0] * x.shape[2] * x.shape[3] * world_size()
+        with torch.no_grad():
+            self.running_mean.lerp_(mean.flatten(), self.momentum)
+            self.running_var.lerp_(var.flatten() * count / (count - 1), self.momentum)  # unbiased, as nn.BatchNorm2d
+            self.num_batches_tracked += 1
+        return ((x32 - mean) / (var + self.eps).sqrt()).to(x.dtype)
 
 
 class SwitchableNorm2d(nn.Module):
     """Switchable normalisation (Luo et al. 2019) without its affine part: the mean and the
     variance are learned softmax mixtures of instance, layer and batch statistics. Batch
-    statistics come from running averages in eval mode, as in batch norm."""
+    statistics come from running averages in eval mode, as in batch norm, and from the global
+    batch when several processes train together."""
 
     def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
@@ -35,8 +75,11 @@ class SwitchableNorm2d(nn.Module):
         mean_ln = mean_in.mean(dim=1, keepdim=True)
         var_ln = (var_in + mean_in**2).mean(dim=1, keepdim=True) - mean_ln**2
         if self.training:
-            mean_bn = mean_in.mean(dim=0, keepdim=True)
-            var_bn = (var_in + mean_in**2).mean(dim=0, keepdim=True) - mean_bn**2
+            if distributed():
+                mean_bn, var_bn = batch_moments(x32)
+            else:
+                mean_bn = mean_in.mean(dim=0, keepdim=True)
+                var_bn = (var_in + mean_in**2).mean(dim=0, keepdim=True) - mean_bn**2
             with torch.no_grad():
                 self.running_mean.lerp_(mean_bn, self.momentum)
                 self.running_var.lerp_(var_bn, self.momentum)
@@ -87,8 +130,8 @@ class SpectralNormConv2d(nn.Conv2d):
 def param_free_norm(kind: str, channels: int) -> nn.Module:
     """Normalisation without learned scale and shift: SPADE provides those."""
     if kind == "batch":
-        # On one GPU, the reference's synchronized batch norm is plain batch norm.
-        return nn.BatchNorm2d(channels, affine=False)
+        # The reference's synchronized batch norm.
+        return SyncBatchNorm2d(channels)
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=False)
     if kind == "switch":

@@ -71,6 +71,39 @@ def evaluate_inputs(wildcards):
     return inputs
 
 
+def model_training(wildcards):
+    return ModelConfig.from_config(config, wildcards.model).training
+
+
+def train_launcher(wildcards):
+    """What starts pipeline.train: python for one process; torchrun with `gpus` processes on one
+    node; on several nodes (a SLURM job, as an `mpi` job so that its shell runs once in the
+    allocation), srun starts one torchrun per node, and they meet at the job's first node."""
+    training = model_training(wildcards)
+    if training.world_size == 1:
+        return "python"
+    if training.nodes == 1:
+        return f"torchrun --standalone --nproc-per-node {training.gpus}"
+    return (
+        f"srun --ntasks-per-node=1 torchrun --nnodes {training.nodes} --nproc-per-node {training.gpus}"
+        " --rdzv-backend c10d --rdzv-id $SLURM_JOB_ID"
+        " --rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):29400"
+    )
+
+
+def train_gpus(wildcards, nodes):
+    """GPUs of a train job on one node (several nodes ask per node, through gres); none on the CPU."""
+    training = model_training(wildcards)
+    if training.device == "cpu" or (training.nodes > 1) != nodes:
+        return None
+    return f"gpu:{training.gpus}" if nodes else training.gpus
+
+
+def multi_node(wildcards, value):
+    """`value` for a train job on several nodes, else nothing (the resource is left out)."""
+    return value if model_training(wildcards).nodes > 1 else None
+
+
 def trained_model(model):
     return {"weights": f"results/models/{model}/generator.pt", "train_log": f"results/models/{model}/train_log.csv"}
 

@@ -13,6 +13,7 @@ rule train:
         out_dir=lambda wildcards, output: Path(output.generator).parent,
         # Not passed on: a new format of the networks' weights makes Snakemake retrain.
         network_format=NETWORK_FORMAT,
+        launcher=train_launcher,
     log:
         "results/logs/train/{model}.log",
     benchmark:
@@ -21,11 +22,18 @@ rule train:
     resources:
         mem_mb=32000,
         runtime=2880,
-        gpu=lambda wildcards: 0 if ModelConfig.from_config(config, wildcards.model).training.device == "cpu" else 1,
+        # One node: `gpu` GPUs (locally, --resources gpu=N keeps jobs from sharing them). Several
+        # nodes (SLURM): gres per node, one task (a torchrun) per node, run as an mpi job.
+        gpu=lambda wildcards: train_gpus(wildcards, nodes=False),
+        gres=lambda wildcards: train_gpus(wildcards, nodes=True),
+        nodes=lambda wildcards: model_training(wildcards).nodes,
+        tasks=lambda wildcards: multi_node(wildcards, model_training(wildcards).nodes),
+        tasks_per_gpu=lambda wildcards: multi_node(wildcards, 0),
+        mpi=lambda wildcards: multi_node(wildcards, "srun"),
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m pipeline.train --model-json {params.model:q} --manifests {input.manifests}"
+        "{params.launcher} -m pipeline.train --model-json {params.model:q} --manifests {input.manifests}"
         " --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
 
 
