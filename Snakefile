@@ -1,5 +1,6 @@
 # SPADE on faces: FFHQ -> BiSeNet label maps -> SPADE and baselines -> synthesis -> metrics.
 # All logic lives in the `pipeline` package; each rule calls one `python -m pipeline.<stage>` CLI.
+import json
 import shlex
 import sys
 from pathlib import Path

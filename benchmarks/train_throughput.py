@@ -29,7 +29,7 @@ from pipeline.config import ModelConfig, validate
 from pipeline.labelmaps import write_label
 from pipeline.train import train
 
-VARIANTS = ["spade", "spade_instance", "spade_vae", "spade_switchnorm", "pix2pixhd", "pix2pixhd_noin"]
+VARIANTS = validate({})["compare"]  # the default comparison
 
 
 def synthetic_pairs(folder: Path, count: int, resolution: int) -> tuple[list[str], list[str]]:

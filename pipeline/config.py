@@ -58,13 +58,23 @@ def _check_models(config: dict) -> None:
         for error in Draft202012Validator(training_schema).iter_errors(entry.get("training", {})):
             error.path.extendleft(reversed(["models", name, "training"]))
             raise ConfigError(_describe(error))
-        if entry["generator"] == "pix2pixhd":
+        generator = entry["generator"]
+        if generator == "pix2pixhd":
             if entry["vae"]:
                 raise ConfigError(f"config key {key}.vae: the pix2pixhd generator has no VAE; use generator: spade")
             if entry["norm"] != "batch":
                 raise ConfigError(f"config key {key}.norm: SPADE's norm; the pix2pixhd generator uses instance norm")
         elif entry["unnormalized_first"]:
             raise ConfigError(f"config key {key}.unnormalized_first: only for generator: pix2pixhd")
+        if generator == "spade_unpool":
+            if entry["vae"]:
+                raise ConfigError(f"config key {key}.vae: the spade_unpool generator has no VAE; use generator: spade")
+            if entry["num_upsampling_layers"] != "normal":
+                raise ConfigError(
+                    f"config key {key}.num_upsampling_layers: the spade_unpool generator has one depth, normal"
+                )
+        if entry["norm"] != "switch" and set(entry["switch_stats"]) != set(SWITCH_STATS):
+            raise ConfigError(f"config key {key}.switch_stats: only for norm: switch")
         model = ModelConfig.from_config(config, name)
         if model.training.resolution % model.stride:
             raise ConfigError(
@@ -171,6 +181,9 @@ REAL_ROW = "real"
 # a training run's key and of generator.pt, and a train rule parameter: a change retrains.
 NETWORK_FORMAT = 2
 
+# What switchable norm can mix (norm: switch, switch_stats), in the order of its mixing weights.
+SWITCH_STATS = ("instance", "layer", "batch")
+
 # Upsampling steps of the SPADE generator, per num_upsampling_layers.
 SPADE_UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
 
@@ -230,18 +243,35 @@ class ModelConfig:
     resnet_blocks: int
     unnormalized_first: int
     training: TrainingConfig
+    # Defaulted, so that a generator.pt saved before the setting existed reads as it was trained.
+    switch_stats: tuple[str, ...] = SWITCH_STATS
+
+    def __post_init__(self) -> None:
+        # In SWITCH_STATS' order and a tuple, however the config listed them: one model, one key.
+        object.__setattr__(self, "switch_stats", tuple(s for s in SWITCH_STATS if s in self.switch_stats))
 
     @classmethod
     def from_config(cls, config: dict, name: str) -> "ModelConfig":
-        """Model `name` of a validated config, its training overrides applied to the shared settings."""
+        """Model `name` of a validated config, its training overrides applied to the shared
+        settings (its `published` figures are the table's, not the model's)."""
         entry = dict(config["models"][name])
+        entry.pop("published", None)
         training = TrainingConfig(**{**config["training"], **entry.pop("training", {})})
         return cls(name=name, training=training, **entry)
+
+    def identity(self) -> dict:
+        """All settings, as a model's identity: what its jobs' reruns and its checkpoints' run key
+        follow. A setting added after models were trained is left out while at its default, so
+        that those models keep their runs (switch_stats: every model before it mixed all three)."""
+        settings = asdict(self)
+        if self.switch_stats == SWITCH_STATS:
+            del settings["switch_stats"]
+        return settings
 
     def to_json(self) -> str:
         """All settings as compact JSON: what the rules pass, so a model's jobs rerun exactly
         when its own settings change."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
@@ -270,7 +300,7 @@ class ModelConfig:
     @property
     def stride(self) -> int:
         """How many times the generator halves (pix2pixHD) or doubles (SPADE) its grid, as a factor."""
-        steps = SPADE_UPSAMPLINGS[self.num_upsampling_layers] if self.generator == "spade" else self.resnet_downsample
+        steps = self.resnet_downsample if self.generator == "pix2pixhd" else SPADE_UPSAMPLINGS[self.num_upsampling_layers]
         return 2**steps
 
 

@@ -132,7 +132,11 @@ def training_summary(weights: Path, train_log: Path, vae_z: str) -> dict:
 
 
 def _setting(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):  # switch_stats: instance+layer
+        return "+".join(value)
+    return str(value)
 
 
 def main() -> None:

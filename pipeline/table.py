@@ -1,7 +1,8 @@
 """`python -m pipeline.table`: the comparison tables and figures from the per-row metrics.
 
 results/table.csv (one row per model, then `real`), results/table.md (in the style of the
-SPADE paper's Table 1), results/per_class_iou.csv, and the figures: a per-class IoU chart and
+SPADE paper's Table 1, then what the papers report for the same models, as context),
+results/per_class_iou.csv, and the figures: a per-class IoU chart and
 a grid of test images (label map | real | each model).
 """
 
@@ -108,6 +109,36 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def published_section(published: dict[str, list[dict]]) -> str:
+    """The figures papers report for the compared models, under their own heading: measured on
+    other data (ADE20K, other face sets) or with other parsers, so context for reading our rows,
+    never a target they should reach. `published`: model -> its config entries (models.*.published)."""
+    entries = [(model, entry) for model, figures in published.items() for entry in figures]
+    if not entries:
+        return ""
+
+    def percent(entry: dict, key: str) -> str:
+        return f"{100 * entry[key]:.4g}" if key in entry else ""  # the digits the paper printed
+
+    lines = [
+        "",
+        "### Published figures (context, not targets)",
+        "",
+        "What the papers this project is built from report for each model, on their own data and parsers; "
+        "the rows above are measured here, on this run's test set, and are not comparable number for number.",
+        "",
+        "| Method | paper | measured on | pixel accuracy (%) | mIoU (%) | FID | note |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for model, entry in entries:
+        fid = f"{entry['FID']:g}" if "FID" in entry else ""
+        lines.append(
+            f"| {model} | {entry['paper']} | {entry['dataset']} | {percent(entry, 'pixel_accuracy')} | "
+            f"{percent(entry, 'mIoU')} | {fid} | {entry.get('note', '')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def per_class_chart(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -170,12 +201,15 @@ def main() -> None:
     parser.add_argument("--truth", type=Path, required=True, help="ground-truth label maps of the test images")
     parser.add_argument("--real", type=Path, required=True, help="real test images at the working resolution")
     parser.add_argument("--synth", type=Path, nargs="+", required=True, help="each model's synthesis folder")
+    parser.add_argument(
+        "--published-json", default="{}", help="model -> figures papers report for it (config models.*.published)"
+    )
     args = parser.parse_args()
 
     rows = [json.loads(path.read_text()) for path in args.metrics]
     write_csv(args.table, list(COLUMNS), [[_cell(row[c]) for c in COLUMNS] for row in rows])
     with atomic_path(args.table.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(rows))
+        tmp.write_text(markdown(rows) + published_section(json.loads(args.published_json)))
     write_csv(
         args.per_class,
         ["model", *CLASS_NAMES],

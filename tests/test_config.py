@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import yaml
@@ -25,7 +26,10 @@ def test_config_yaml_documents_every_key_with_its_default():
     models = (shipped.pop("models"), defaults.pop("models"))
     assert leaf_keys(shipped) == leaf_keys(defaults)
     shipped["models"], defaults["models"] = models
-    assert validate(copy.deepcopy(shipped)) == defaults
+    shipped = validate(copy.deepcopy(shipped))
+    # The figures papers report are config.yaml's alone (context for the table, not defaults).
+    assert any([entry.pop("published", None) for entry in shipped["models"].values()])
+    assert shipped == defaults
 
 
 def test_defaults_fill_nested_sections():
@@ -61,6 +65,16 @@ def test_defaults_fill_nested_sections():
             ({"models": {"spade": {"generator": "spade", "norm": "group"}}}, r"^config key models\.spade\.norm: 'group'"),
             ({"models": {"spade": {"generator": "stylegan"}}}, r"^config key models\.spade\.generator: 'stylegan'"),
             ({"training": {"resolution": 80}}, r"^config key models\.spade: training\.resolution 80 is not a multiple of 32"),
+            ({"models": {"u": {"generator": "spade_unpool", "vae": True}}, "compare": ["u"]},
+             r"^config key models\.u\.vae: the spade_unpool generator has no VAE"),
+            ({"models": {"u": {"generator": "spade_unpool", "num_upsampling_layers": "more"}}, "compare": ["u"]},
+             r"^config key models\.u\.num_upsampling_layers: the spade_unpool generator has one depth, normal$"),
+            ({"models": {"s": {"generator": "spade", "switch_stats": ["instance", "layer"]}}, "compare": ["s"]},
+             r"^config key models\.s\.switch_stats: only for norm: switch$"),
+            ({"models": {"s": {"generator": "spade", "norm": "switch", "switch_stats": ["batch"]}}, "compare": ["s"]},
+             r"^config key models\.s\.switch_stats: \['batch'\] is too short$"),
+            ({"models": {"spade": {"generator": "spade", "published": [{"paper": "x"}]}}, "compare": ["spade"]},
+             r"^config key models\.spade\.published\.0: 'dataset' is a required property$"),
     ],
 )
 def test_bad_values_name_the_key_in_one_line(config, message):
@@ -113,4 +127,34 @@ def test_a_models_distinguishing_settings_are_what_differs_from_its_generators_d
     defaults = validate({})
     settings = {name: ModelConfig.from_config(defaults, name).distinguishing_settings() for name in defaults["compare"]}
     assert settings == {"spade": {}, "spade_instance": {"norm": "instance"}, "spade_vae": {"vae": True},
-                        "spade_switchnorm": {"norm": "switch"}, "pix2pixhd": {}, "pix2pixhd_noin": {"unnormalized_first": 2}}
+                        "spade_switchnorm": {"norm": "switch"},
+                        "spade_switchnorm_inln": {"norm": "switch", "switch_stats": ("instance", "layer")},
+                        "spade_unpool": {"norm": "switch", "switch_stats": ("instance", "layer")},
+                        "pix2pixhd": {}, "pix2pixhd_noin": {"unnormalized_first": 2}}
+
+
+def test_published_figures_are_not_a_setting_of_the_model():
+    """They are context for the table: changing them must not change what the train rule sees."""
+    from pipeline.config import ModelConfig
+
+    plain = validate({"models": {"spade": {"generator": "spade"}}, "compare": ["spade"]})
+    cited = validate({"models": {"spade": {"generator": "spade", "published": [{"paper": "p", "dataset": "d"}]}},
+                      "compare": ["spade"]})
+    assert ModelConfig.from_config(plain, "spade").to_json() == ModelConfig.from_config(cited, "spade").to_json()
+
+
+def test_a_model_saved_before_switch_stats_existed_keeps_its_identity_and_loads():
+    """Models trained before the setting existed mixed all three statistics: their generator.pt
+    (settings without the key) must still load, and their run key and rule parameters must not
+    change, or every existing model would retrain from step 0."""
+    from pipeline.config import SWITCH_STATS, ModelConfig
+
+    config = validate({})
+    for name in ("spade", "spade_switchnorm", "pix2pixhd"):
+        model = ModelConfig.from_config(config, name)
+        assert "switch_stats" not in model.to_json()
+        saved = json.loads(model.to_json())  # the settings as a generator.pt of before holds them
+        assert ModelConfig.from_settings(saved) == model and model.switch_stats == SWITCH_STATS
+    inln = ModelConfig.from_config(config, "spade_switchnorm_inln")
+    assert json.loads(inln.to_json())["switch_stats"] == ["instance", "layer"]
+    assert ModelConfig.from_json(inln.to_json()) == inln

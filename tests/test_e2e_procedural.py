@@ -5,7 +5,7 @@ With real photos the parser here is random (the pretrained weights cannot be dow
 metrics cannot show anything. On pipeline/demo/faces.py drawings they can: a BiSeNet trained on
 other drawings (rule demo_parser) parses them well, and the table must then order the rows the
 way the science says: real > trained SPADE >> untrained SPADE in mIoU, and trained SPADE below
-untrained in FID. Thresholds and the measured values are in docs/benchmarks.md.
+untrained in FID; seed 003's unpooling generator, trained as long, also above untrained. Thresholds and the measured values are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def test_metrics_move_the_way_the_science_says(tmp_path):
     inception = shared_dir() / "weights" / "pt_inception-2015-12-05-6726825d.pth"
     (tmp_path / "offline.yaml").write_text(yaml.safe_dump({"metrics": {"inception_weights": str(inception)}}))
     result = snakemake("results/table.csv", "--cores", "2", "--configfile", str(DEMO), "offline.yaml", cwd=tmp_path,
-                       timeout=1080)
+                       timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
     if not was_cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -81,5 +81,12 @@ def test_metrics_move_the_way_the_science_says(tmp_path):
     assert miou["spade_untrained"] <= 0.25 * miou["real"]
     assert miou["spade"] >= 2 * miou["spade_untrained"]
     assert fid["spade"] < fid["spade_untrained"]
-    assert rows["spade"]["health"] == ""  # a healthy run shows no sign of failure (pipeline.health)
+    # Seed 003's unpooling generator, trained as long, learns the layout too, more slowly (its
+    # unpoolings leave 3 of 4 pixels at 0 and show as a grid at 1000 steps; measured 1.91 x the
+    # untrained mIoU, docs/benchmarks.md)
+    assert miou["spade_unpool"] >= 1.5 * miou["spade_untrained"]
+    assert float(rows["spade_unpool"]["pixel_accuracy"]) >= float(rows["spade_untrained"]["pixel_accuracy"]) + 0.15
+    assert fid["spade_unpool"] < fid["spade_untrained"]
+    for trained in ("spade", "spade_unpool"):
+        assert rows[trained]["health"] == ""  # a healthy run shows no sign of failure (pipeline.health)
     assert np.isfinite(list(fid.values())).all()

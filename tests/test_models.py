@@ -11,7 +11,7 @@ from pipeline.config import ModelConfig, validate
 from pipeline.models import build, parameter_count
 from pipeline.models.normalization import SPADE, SpectralNormConv2d, SwitchableNorm2d
 
-DEFAULT_MODELS = ["spade", "spade_instance", "spade_vae", "spade_switchnorm", "pix2pixhd", "pix2pixhd_noin"]
+DEFAULT_MODELS = validate({})["compare"]
 
 
 def model(name: str, **training) -> ModelConfig:
@@ -50,6 +50,74 @@ def test_switchable_norm_adds_only_its_six_mixing_weights_per_norm():
     norms = sum(isinstance(m, SwitchableNorm2d) for m in switch.modules())
     assert norms == sum(isinstance(m, SPADE) for m in spade.modules()) == 18
     assert parameter_count(switch) - parameter_count(spade) == 6 * norms
+
+
+def test_switchable_norm_of_instance_and_layer_statistics_has_four_mixing_weights_per_norm():
+    spade, switch = build(model("spade")).generator, build(model("spade_switchnorm_inln")).generator
+    norms = [m for m in switch.modules() if isinstance(m, SwitchableNorm2d)]
+    assert len(norms) == 18 and {m.stats for m in norms} == {("instance", "layer")}
+    assert parameter_count(switch) - parameter_count(spade) == 4 * len(norms)
+
+
+@pytest.mark.parametrize("stats, independent", [(("instance", "layer"), True), (("instance", "layer", "batch"), False)])
+def test_switchable_norm_without_batch_statistics_normalises_each_image_on_its_own(stats, independent):
+    """Seed 003's switchable norm "ignored the sum over batch normalization": an image's output
+    must not depend on the other images of its batch (in training, where batch statistics would
+    be the batch's own). Luo et al.'s, with the batch term, does: the check can fail."""
+    torch.manual_seed(0)
+    norm = SwitchableNorm2d(4, stats).train()
+    with torch.no_grad():
+        norm.mean_weight.copy_(torch.tensor([0.3, -0.2, 0.5][: len(stats)]))
+        norm.var_weight.copy_(torch.tensor([-0.1, 0.4, 0.2][: len(stats)]))
+    image = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        one = norm(torch.cat([image, torch.randn(3, 4, 8, 8)]))[:1]
+        other = norm(torch.cat([image, 5 + 3 * torch.randn(3, 4, 8, 8)]))[:1]
+    assert torch.allclose(one, other, atol=1e-6) == independent
+    assert hasattr(norm, "running_mean") != independent  # no batch statistics, nothing to track
+
+
+def test_spade_unpool_adds_the_max_pool_encoder_and_takes_its_features_instead_of_the_label_map():
+    """At ngf 64: seed 003's IN+LN SPADE generator, whose first conv (label map -> 16 ngf) gives
+    way to the encoder (3x3 conv + ReLU per level, widths 2, 4, 8, 16, 16 x ngf) and a 3x3 conv
+    of its 16 ngf features."""
+    ngf, label_nc = 64, 19
+    widths = [label_nc, 2 * ngf, 4 * ngf, 8 * ngf, 16 * ngf, 16 * ngf]
+    encoder = sum(9 * a * b + b for a, b in zip(widths, widths[1:]))
+    first_conv = 9 * label_nc * 16 * ngf + 16 * ngf
+    features_conv = 9 * (16 * ngf) ** 2 + 16 * ngf
+    plain = parameter_count(build(model("spade_switchnorm_inln")).generator)
+    assert parameter_count(build(model("spade_unpool")).generator) == plain - first_conv + encoder + features_conv
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 96, 160])
+def test_spade_unpool_scatters_each_block_input_to_where_the_encoders_maxima_were(resolution):
+    """Every resolution the schema allows for it (multiples of 32) keeps its size; the inputs of
+    the blocks after each unpooling hold one value per 2x2 window, at the index the encoder's
+    max pool recorded (nearest upsampling would repeat it four times), and the last upsampling
+    stays nearest-neighbour."""
+    from pipeline.models.generator import SPADEUnpoolGenerator
+
+    torch.manual_seed(0)
+    generator = build(tiny("spade_unpool", resolution)).generator.eval()
+    assert isinstance(generator, SPADEUnpoolGenerator)
+    seg = one_hot(torch.randint(0, 19, (2, resolution, resolution)))
+    inputs = {}
+    for name in ("G_middle_0", "up_0", "up_1", "up_2", "up_3"):
+        getattr(generator, name).register_forward_hook(lambda m, args, out, name=name: inputs.update({name: args[0]}))
+    with torch.no_grad():
+        assert generator(seg).shape == (2, 3, resolution, resolution)
+        _, indices = generator.encoder(seg)
+    assert [i.shape[-1] for i in indices] == [resolution // 2**k for k in range(1, 6)]
+    for name, level in (("G_middle_0", 4), ("up_0", 3), ("up_1", 2), ("up_2", 1)):
+        x = inputs[name]
+        where = indices[level]
+        assert x.shape[1] == where.shape[1] and x.shape[-1] == 2 * where.shape[-1]
+        kept = torch.zeros_like(x).flatten(2).scatter_(2, where.flatten(2), 1.0).view_as(x).bool()
+        assert (x[~kept] == 0).all()
+        assert (x[kept] != 0).float().mean() > 0.5
+    blocks = inputs["up_3"].unfold(2, 2, 2).unfold(3, 2, 2).flatten(-2)  # 2x2 windows of the last block's input
+    assert (blocks == blocks[..., :1]).all()
 
 
 @pytest.mark.parametrize("name", DEFAULT_MODELS)
@@ -100,10 +168,11 @@ def test_spade_keeps_uniform_label_maps_apart_where_input_plus_instance_norm_can
             generator(seg)
         return seen[0]
 
-    torch.manual_seed(0)
-    spade = build(tiny("spade_instance")).generator.eval()
-    with torch.no_grad():
-        assert (spade(sky) - spade(grass)).abs().max() > 0.1
+    for name in ("spade_instance", "spade_unpool"):
+        torch.manual_seed(0)
+        spade = build(tiny(name)).generator.eval()
+        with torch.no_grad():
+            assert (spade(sky) - spade(grass)).abs().max() > 0.1, name
     for seg in (sky, grass):
         assert after_first_instance_norm("pix2pixhd", seg).abs().max() < 1e-6  # zeros, up to rounding
     # seed 004: without its first two instance norms, pix2pixHD keeps them apart (activations

@@ -212,6 +212,25 @@ def test_a_row_flags_a_run_that_ended_with_signs_of_failure():
     assert not any(line.startswith("⚠ spade") for line in lines)
 
 
+def test_published_figures_go_under_the_table_apart_from_the_measured_rows():
+    """config.yaml's figures for the default models, as the table rule passes them."""
+    from pipeline.config import load
+    from pipeline.table import published_section
+
+    config = load()
+    published = {model: config["models"][model].get("published", []) for model in config["compare"]}
+    lines = published_section(published).splitlines()
+    assert lines[1] == "### Published figures (context, not targets)"
+    body = [line for line in lines if line.startswith("| ")][2:]  # after the header and its rule
+    assert "| spade | seed 000: Zhang, Li & Zhou | FFHQ (10,000 faces), CelebAMask-HQ's parser | 91.39 | 72.13 |  |" in (
+        "\n".join(body)
+    )
+    assert "| spade_unpool | seed 003: Gorrepati & Lau, novel gen. | ADE20K | 79.5 | 38.2 |  |" in "\n".join(body)
+    assert "| pix2pixhd | seed 001: Park et al. 2019, table 1 | ADE20K | 69.2 | 20.3 | 81.8 |" in "\n".join(body)
+    assert {line.split(" | ")[0][2:] for line in body} == {"spade", "spade_switchnorm_inln", "spade_unpool", "pix2pixhd"}
+    assert published_section({"spade": []}) == ""  # nothing published: no section
+
+
 def test_table_columns_are_those_the_issue_asks_for():
     for column in (
         "model",

@@ -14,7 +14,7 @@ from pipeline.config import ModelConfig
 from pipeline.labelmaps import NUM_CLASSES
 from pipeline.models.discriminator import MultiscaleDiscriminator
 from pipeline.models.encoder import ConvEncoder
-from pipeline.models.generator import Pix2PixHDGenerator, SPADEGenerator
+from pipeline.models.generator import Pix2PixHDGenerator, SPADEGenerator, SPADEUnpoolGenerator
 from pipeline.models.normalization import SpectralNormConv2d
 
 IMAGE_CHANNELS = 3
@@ -37,7 +37,10 @@ def build_generator(model: ModelConfig, label_nc: int = NUM_CLASSES) -> nn.Modul
             model.num_upsampling_layers,
             model.vae,
             model.z_dim,
+            model.switch_stats,
         )
+    if model.generator == "spade_unpool":
+        return SPADEUnpoolGenerator(label_nc, model.training.resolution, model.ngf, model.norm, model.switch_stats)
     return Pix2PixHDGenerator(
         label_nc, model.ngf, model.resnet_downsample, model.resnet_blocks, model.unnormalized_first
     )

@@ -7,10 +7,13 @@ re-injected at every resolution instead of being washed out by normalisation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.config import SWITCH_STATS
 from pipeline.distributed import distributed, sum_over_ranks, world_size
 
 SPADE_HIDDEN = 128  # width of SPADE's shared conv; fixed in the reference implementation
@@ -56,39 +59,52 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
 
 class SwitchableNorm2d(nn.Module):
     """Switchable normalisation (Luo et al. 2019) without its affine part: the mean and the
-    variance are learned softmax mixtures of instance, layer and batch statistics. Batch
-    statistics come from running averages in eval mode, as in batch norm, and from the global
-    batch when several processes train together."""
+    variance are learned softmax mixtures of instance, layer and batch statistics, or of a
+    subset of them (seed 003 mixes instance and layer only). Batch statistics come from running
+    averages in eval mode, as in batch norm, and from the global batch when several processes
+    train together."""
 
-    def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(self, channels: int, stats: Sequence[str] = SWITCH_STATS, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
+        if len(stats) < 2 or len(set(stats)) != len(stats) or not set(stats) <= set(SWITCH_STATS):
+            raise ValueError(f"switchable norm mixes two or three distinct statistics of {SWITCH_STATS}, not {stats}")
+        self.stats = tuple(stat for stat in SWITCH_STATS if stat in stats)
         self.momentum, self.eps = momentum, eps
-        self.mean_weight = nn.Parameter(torch.ones(3))
-        self.var_weight = nn.Parameter(torch.ones(3))
-        self.register_buffer("running_mean", torch.zeros(1, channels, 1, 1))
-        self.register_buffer("running_var", torch.ones(1, channels, 1, 1))
+        self.mean_weight = nn.Parameter(torch.ones(len(self.stats)))
+        self.var_weight = nn.Parameter(torch.ones(len(self.stats)))
+        if "batch" in self.stats:
+            self.register_buffer("running_mean", torch.zeros(1, channels, 1, 1))
+            self.register_buffer("running_var", torch.ones(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()  # statistics in fp32 even under autocast
         mean_in = x32.mean(dim=(2, 3), keepdim=True)
         var_in = x32.var(dim=(2, 3), keepdim=True, unbiased=False)
-        mean_ln = mean_in.mean(dim=1, keepdim=True)
-        var_ln = (var_in + mean_in**2).mean(dim=1, keepdim=True) - mean_ln**2
-        if self.training:
-            if distributed():
-                mean_bn, var_bn = batch_moments(x32)
-            else:
-                mean_bn = mean_in.mean(dim=0, keepdim=True)
-                var_bn = (var_in + mean_in**2).mean(dim=0, keepdim=True) - mean_bn**2
-            with torch.no_grad():
-                self.running_mean.lerp_(mean_bn, self.momentum)
-                self.running_var.lerp_(var_bn, self.momentum)
-        else:
-            mean_bn, var_bn = self.running_mean, self.running_var
+        moments = {"instance": (mean_in, var_in)}
+        if "layer" in self.stats:
+            mean_ln = mean_in.mean(dim=1, keepdim=True)
+            moments["layer"] = (mean_ln, (var_in + mean_in**2).mean(dim=1, keepdim=True) - mean_ln**2)
+        if "batch" in self.stats:
+            moments["batch"] = self._batch_moments(x32, mean_in, var_in)
         mw, vw = self.mean_weight.softmax(0), self.var_weight.softmax(0)
-        mean = mw[0] * mean_in + mw[1] * mean_ln + mw[2] * mean_bn
-        var = vw[0] * var_in + vw[1] * var_ln + vw[2] * var_bn
+        mean = sum(w * moments[stat][0] for w, stat in zip(mw, self.stats))
+        var = sum(w * moments[stat][1] for w, stat in zip(vw, self.stats))
         return ((x32 - mean) / (var + self.eps).sqrt()).to(x.dtype)
+
+    def _batch_moments(
+        self, x32: torch.Tensor, mean_in: torch.Tensor, var_in: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.training:
+            return self.running_mean, self.running_var
+        if distributed():
+            mean_bn, var_bn = batch_moments(x32)
+        else:
+            mean_bn = mean_in.mean(dim=0, keepdim=True)
+            var_bn = (var_in + mean_in**2).mean(dim=0, keepdim=True) - mean_bn**2
+        with torch.no_grad():
+            self.running_mean.lerp_(mean_bn, self.momentum)
+            self.running_var.lerp_(var_bn, self.momentum)
+        return mean_bn, var_bn
 
 
 class SpectralNormConv2d(nn.Conv2d):
@@ -127,15 +143,16 @@ class SpectralNormConv2d(nn.Conv2d):
         return self._conv_forward(x, self.normalized_weight(), self.bias)
 
 
-def param_free_norm(kind: str, channels: int) -> nn.Module:
-    """Normalisation without learned scale and shift: SPADE provides those."""
+def param_free_norm(kind: str, channels: int, switch_stats: Sequence[str] = SWITCH_STATS) -> nn.Module:
+    """Normalisation without learned scale and shift: SPADE provides those. `switch_stats`:
+    what a switchable norm mixes."""
     if kind == "batch":
         # The reference's synchronized batch norm.
         return SyncBatchNorm2d(channels)
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=False)
     if kind == "switch":
-        return SwitchableNorm2d(channels)
+        return SwitchableNorm2d(channels, switch_stats)
     raise ValueError(f"unknown parameter-free norm {kind!r} (known: {', '.join(PARAM_FREE_NORMS)})")
 
 
@@ -143,10 +160,12 @@ class SPADE(nn.Module):
     """norm(x) * (1 + gamma(seg)) + beta(seg), with seg resized to x by nearest neighbour
     (class indices must never be blended)."""
 
-    def __init__(self, norm: str, channels: int, label_nc: int, kernel_size: int = 3) -> None:
+    def __init__(
+        self, norm: str, channels: int, label_nc: int, kernel_size: int = 3, switch_stats: Sequence[str] = SWITCH_STATS
+    ) -> None:
         super().__init__()
         pad = kernel_size // 2
-        self.param_free_norm = param_free_norm(norm, channels)
+        self.param_free_norm = param_free_norm(norm, channels, switch_stats)
         self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, SPADE_HIDDEN, kernel_size, padding=pad), nn.ReLU())
         self.mlp_gamma = nn.Conv2d(SPADE_HIDDEN, channels, kernel_size, padding=pad)
         self.mlp_beta = nn.Conv2d(SPADE_HIDDEN, channels, kernel_size, padding=pad)

@@ -145,6 +145,10 @@ rule table:
         truth=f"results/real/{row_resolution(REAL_ROW)}/truth",
         real=f"results/real/{row_resolution(REAL_ROW)}/test",
         synth=expand("results/synth/{model}", model=config["compare"]),
+    params:
+        published=json.dumps(
+            {model: config["models"][model].get("published", []) for model in config["compare"]}
+        ),
     output:
         table=report("results/table.csv", caption="../report/table.rst", category="Comparison"),
         markdown="results/table.md",
@@ -164,4 +168,4 @@ rule table:
     shell:
         "python -m pipeline.table --metrics {input.metrics} --table {output.table} --per-class {output.per_class}"
         " --chart {output.chart} --samples {output.samples} --truth {input.truth} --real {input.real}"
-        " --synth {input.synth} > {log} 2>&1"
+        " --synth {input.synth} --published-json {params.published:q} > {log} 2>&1"
