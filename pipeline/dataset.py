@@ -27,8 +27,12 @@ def working_image(path: str | os.PathLike, resolution: int) -> np.ndarray:
 
 def working_labels(path: str | os.PathLike, resolution: int) -> np.ndarray:
     """resolution x resolution uint8 class indices."""
-    labels = Image.fromarray(read_label(path))
-    return np.array(labels.resize((resolution, resolution), Image.Resampling.NEAREST))
+    return resize_labels(read_label(path), resolution)
+
+
+def resize_labels(labels: np.ndarray, resolution: int) -> np.ndarray:
+    """HxW uint8 class indices -> resolution x resolution, by nearest neighbour."""
+    return np.array(Image.fromarray(labels).resize((resolution, resolution), Image.Resampling.NEAREST))
 
 
 def _pair(args: tuple[str, str, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -61,7 +61,34 @@ def image_generator(seed: int, image_id: str, device: torch.device) -> torch.Gen
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little"))
 
 
+def seeded_noise(z_dim: int, seed: int, image_ids: Sequence[str], device: torch.device) -> torch.Tensor:
+    """N x z_dim standard normal noise, each row seeded by (seed, image id)."""
+    return torch.stack(
+        [torch.randn(z_dim, generator=image_generator(seed, image_id, device), device=device) for image_id in image_ids]
+    )
+
+
 @torch.inference_mode()
+def generate_faces(
+    networks: Networks,
+    labels: torch.Tensor,
+    device: torch.device,
+    noise: torch.Tensor | None = None,
+    photos: np.ndarray | None = None,
+) -> np.ndarray:
+    """N x R x R uint8 class indices at the model's working resolution -> N x R x R x 3 uint8
+    faces. VAE models take z = `noise` (N x z_dim, from the prior) or, given `photos` (N x R x R
+    x 3 uint8), a sample of the encoder's posterior for each photo, drawn with that noise."""
+    z = None
+    if networks.encoder is not None:
+        z = noise
+        if photos is not None:
+            photos = torch.from_numpy(photos).permute(0, 3, 1, 2).to(device)
+            mu, logvar = networks.encoder(photos.float().div(127.5).sub(1))
+            z = sample_z(mu, logvar, noise)
+    return to_uint8_images(networks.generator(one_hot_labels(labels, device), z))
+
+
 def synthesize(
     model: ModelConfig,
     networks: Networks,
@@ -80,28 +107,12 @@ def synthesize(
         labels_chunk = label_paths[start : start + batch_size]
         outs = out_paths[start : start + batch_size]
         labels = torch.stack([torch.from_numpy(working_labels(path, resolution)) for path in labels_chunk])
-        seg = one_hot_labels(labels, device)
-        z = None
+        noise = photos = None
         if networks.encoder is not None:
-            noise = torch.stack(
-                [
-                    torch.randn(
-                        model.z_dim,
-                        generator=image_generator(model.training.seed, Path(out).stem, device),
-                        device=device,
-                    )
-                    for out in outs
-                ]
-            )
-            if styles is not None:
-                photos = [working_image(path, resolution) for path in styles[start : start + batch_size]]
-                photos = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).to(device)
-                mu, logvar = networks.encoder(photos.float().div(127.5).sub(1))
-                z = sample_z(mu, logvar, noise)
-            else:
-                z = noise
-        fake = networks.generator(seg, z)
-        for image, out in zip(to_uint8_images(fake), outs):
+            noise = seeded_noise(model.z_dim, model.training.seed, [Path(out).stem for out in outs], device)
+        if styles is not None:
+            photos = np.stack([working_image(path, resolution) for path in styles[start : start + batch_size]])
+        for image, out in zip(generate_faces(networks, labels, device, noise, photos), outs):
             save_png(image, out)
 
 
