@@ -5,6 +5,7 @@ neighbour (class indices must never be blended)."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -75,17 +76,22 @@ class PairedFaces:
         barrier: Callable[[], None],
     ) -> "PairedFaces":
         """The pairs, loaded once per node by its `builder` process and shared through a file at
-        `path` (node-local) that every process maps: the node holds one copy, not one per
-        process. `barrier` waits for all processes. The file is unlinked once mapped, so nothing
-        is left behind, however the run ends."""
+        `path` (node-local, unique to the launch) that every process maps: the node holds one
+        copy, not one per process. The others wait for the file to appear (it is renamed into
+        place whole), however long the loading takes: a builder that dies ends the launch
+        (torchrun stops its processes), so the wait is bounded. `barrier` waits for all
+        processes; once all have mapped the file it is unlinked, so it outlives the run only
+        if the node is killed in between (the caller removes such leftovers)."""
         count, pixels = len(image_paths), resolution * resolution
         if builder:
             loaded = cls.load(image_paths, label_paths, resolution, workers)
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as f:
-                    f.write(loaded.images.numpy().tobytes())
-                    f.write(loaded.labels.numpy().tobytes())
-        barrier()
+                    f.write(loaded.images.numpy().data)  # the tensors' memory, not a copy of it
+                    f.write(loaded.labels.numpy().data)
+            del loaded  # the node's one copy is now the file's
+        while not path.exists():
+            time.sleep(1)
         mapped = torch.from_file(str(path), shared=True, size=count * 4 * pixels, dtype=torch.uint8)
         barrier()
         if builder:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -14,15 +15,39 @@ from pipeline.errors import PipelineError
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it is renamed to `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; it is renamed to `path` only if the block succeeds.
+
+    A process killed with SIGKILL leaves its temporary file behind (no `finally` runs): the next
+    write of the same path removes such leftovers first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path.parent, glob.escape(path.name))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: Path, pattern: str) -> None:
+    """Remove the temporary files of atomic_path writes of `pattern` (a glob of file names) in
+    `folder` whose writer process is gone (killed: no cleanup ran). A writer that is still alive
+    keeps its file: after a SIGKILLed Snakemake its jobs may still be running."""
+    for leftover in folder.glob(f".{pattern}.tmp-*"):
+        pid = leftover.name.rpartition(".tmp-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def file_digest(path: str | os.PathLike, algorithm: str) -> str:

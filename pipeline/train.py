@@ -31,7 +31,7 @@ from pipeline import cli
 from pipeline.config import NETWORK_FORMAT, OPERATIONAL_TRAINING_KEYS, ModelConfig, TrainingConfig, load
 from pipeline.dataset import PairedFaces, to_model_inputs, to_uint8_images
 from pipeline.errors import PipelineError
-from pipeline.files import atomic_path, read_csv, write_csv
+from pipeline.files import atomic_path, read_csv, remove_leftovers, write_csv
 from pipeline.health import SIGNS, HealthWatch, output_spread
 from pipeline.images import save_png
 from pipeline.labelmaps import colorize
@@ -65,7 +65,7 @@ SAMPLES_IN_GRID = 4
 def run_key(model: ModelConfig) -> str:
     """Names the checkpoints of one setting: a changed architecture or loss starts a new run
     beside the old one instead of resuming weights that no longer fit."""
-    settings = dataclasses.asdict(model)
+    settings = model.identity()
     settings["training"] = {k: v for k, v in settings["training"].items() if k not in RESUMABLE_CHANGES}
     settings["network_format"] = NETWORK_FORMAT
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
@@ -111,6 +111,9 @@ class Checkpoints:
         return found[-1] if found else None
 
     def save(self, state: dict, step: int) -> None:
+        # A checkpoint cut off by SIGKILL at a step the rerun will not save again (a SIGTERM
+        # stop between intervals) would otherwise stay as a temporary of 1 GB or more.
+        remove_leftovers(self.folder, "step_*.pt")
         with atomic_path(self.folder / f"step_{step:08d}.pt") as tmp:
             torch.save(state, tmp)
         for old in sorted(self.folder.glob("step_*.pt"))[: -self.keep]:
@@ -127,7 +130,9 @@ def training_state(networks: Networks, opt_G, opt_D, step: int) -> dict:
         "opt_D": opt_D.state_dict(),
         "scaler": None,  # bf16 autocast needs no loss scaling
         "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # This process's GPU only: in a distributed run every rank draws the same numbers on its
+        # own GPU (the VAE's noise of the whole batch), and rank 0, which saves, advanced only its own.
+        "rng_cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() else [],
     }
 
 
@@ -147,9 +152,10 @@ def resume(checkpoints: Checkpoints, networks: Networks, opt_G, opt_D) -> int:
     _load_optimizer(opt_G, state["opt_G"])
     _load_optimizer(opt_D, state["opt_D"])
     torch.set_rng_state(state["rng_cpu"])
-    # A job may resume on a node with fewer GPUs visible than the one that saved it.
-    for index, rng in enumerate(state["rng_cuda"][: torch.cuda.device_count()]):
-        torch.cuda.set_rng_state(rng, index)
+    # Into this process's GPU, whichever rank and world size saved it (older checkpoints hold
+    # every visible GPU's state, the first being the one that trained).
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["rng_cuda"][0], torch.cuda.current_device())
     log.info("resumed from step %d (%s)", state["step"], newest)
     return state["step"]
 
@@ -349,8 +355,14 @@ def _train(
     if world.size == 1:
         data = PairedFaces.load(image_paths, label_paths, cfg.resolution, cfg.workers)
     else:
-        # One copy per node, mapped by its processes (70,000 faces at 256x256 are 13.7 GB).
-        node_copy = Path(tempfile.gettempdir()) / f"spade-faces-{run_key(model)}-{os.environ['TORCHELASTIC_RUN_ID']}.u8"
+        # One copy per node, mapped by its processes (70,000 faces at 256x256 are 18 GB with
+        # their label maps), named for this launch; copies of this run's killed launches go first.
+        node_copies = Path(tempfile.gettempdir())
+        prefix = f"spade-faces-{run_key(model)}-"
+        if world.local_rank == 0:
+            for stale in [*node_copies.glob(prefix + "*"), *node_copies.glob(f".{prefix}*")]:
+                stale.unlink(missing_ok=True)
+        node_copy = node_copies / f"{prefix}{os.environ['TORCHELASTIC_RUN_ID']}.u8"
         data = PairedFaces.load_shared(
             image_paths, label_paths, cfg.resolution, cfg.workers, node_copy, world.local_rank == 0, distributed.barrier
         )

@@ -61,6 +61,16 @@ def _munge_answers() -> bool:
     return subprocess.run(["munge", "-n"], capture_output=True).returncode == 0
 
 
+def node_resources() -> dict[str, str]:
+    """What slurmd detects on this machine (CPUs, RealMemory, ...)."""
+    return dict(item.split("=", 1) for item in _run("slurmd", "-C").stdout.split() if "=" in item)
+
+
+# The test node offers at most this many CPUs, whatever the machine has: fewer than some rules
+# ask for, so that the slurm test shows the profile's cap on threads at work everywhere.
+NODE_CPUS = 2
+
+
 def _run(*args: str, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(args, capture_output=True, text=True, timeout=60, **kwargs)
     if result.returncode != 0:
@@ -129,7 +139,7 @@ class LocalSlurm:
 
     def _write_config(self) -> None:
         host = socket.gethostname().split(".")[0]
-        detected = dict(item.split("=", 1) for item in _run("slurmd", "-C").stdout.split() if "=" in item)
+        detected = node_resources()
         memory = int(detected["RealMemory"]) - 512  # a node reporting less than configured is drained
         run, log = self.dir / "run", self.dir / "log"
         self.conf.write_text(
@@ -157,7 +167,7 @@ SlurmdSpoolDir={self.dir}/spool
 SlurmctldLogFile={log}/slurmctld.log
 SlurmdLogFile={log}/slurmd.log
 SlurmctldDebug=info
-NodeName={host} NodeAddr=127.0.0.1 CPUs={detected["CPUs"]} RealMemory={memory} State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={min(int(detected["CPUs"]), NODE_CPUS)} RealMemory={memory} State=UNKNOWN
 PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
         )

@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 from conftest import REPO, shared_dir, smoke_config, snakemake
-from local_slurm import ACCOUNT, PARTITION, LocalSlurm, unavailable_reason
+from local_slurm import ACCOUNT, NODE_CPUS, PARTITION, LocalSlurm, node_resources, unavailable_reason
 from test_envs import rule_blocks
 
 pytestmark = [
@@ -24,9 +24,14 @@ pytestmark = [
 ]
 
 
+def rule_threads() -> dict[str, int]:
+    """The threads each rule declares as a number (the others take config values)."""
+    return {rule: int(m.group(1)) for rule, block in rule_blocks().items() if (m := re.search(r"threads: (\d+)$", block, re.M))}
+
+
 def test_smoke_workflow_through_the_slurm_profile(tmp_path):
     # The shipped profile, with this cluster's partition and account; the node has 2 CPUs, no
-    # GPU and 23 GB, so every job gets 1 CPU, 1 GB and no GPU.
+    # GPU and 23 GB, so every job gets at most 2 CPUs, 1 GB and no GPU.
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm" and profile["set-resources"]["parse_shard"]["gpu"] == 1
     assert "gpu" not in profile["set-resources"]["train"]  # the rule asks per model (training.gpus)
@@ -37,7 +42,13 @@ def test_smoke_workflow_through_the_slurm_profile(tmp_path):
         rule: {**shipped.get(rule, {}), "mem_mb": 1000, "runtime": 30, **({"gpu": 0} if rule in shipped else {})}
         for rule in rules
     }
-    profile["set-threads"] = {rule: 1 for rule in rules}
+    # The documented cap for nodes smaller than a rule asks for (the profile's max-threads, set to
+    # the node's CPUs): some rules want more threads than this node has, and without the cap their
+    # jobs would stay pending forever.
+    cpus = min(int(node_resources()["CPUs"]), NODE_CPUS)
+    assert max(rule_threads().values()) > cpus, rule_threads()
+    assert "max-threads" in profile
+    profile["max-threads"] = cpus
     profile.update({"jobs": 2, "slurm-init-seconds-before-status-checks": 5, "seconds-between-status-checks": 5})
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))

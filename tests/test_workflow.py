@@ -180,8 +180,8 @@ def test_cli_error_is_one_line_naming_the_key_and_writes_nothing(tmp_path):
     "training, launcher",
     [
         ({}, "python -m pipeline.train "),
-        ({"gpus": 4}, "torchrun --standalone --nproc-per-node 4 -m pipeline.train "),
-        ({"gpus": 4, "nodes": 2}, "srun --ntasks-per-node=1 torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d"),
+        ({"gpus": 4}, "torchrun --standalone --nproc-per-node 4 --shutdown-timeout 240 -m pipeline.train "),
+        ({"gpus": 4, "nodes": 2}, "srun --ntasks-per-node=1 torchrun --nnodes 2 --nproc-per-node 4 --shutdown-timeout 240 --rdzv-backend c10d"),
     ],
 )
 def test_the_train_rule_launches_one_process_or_torchrun_per_node(tmp_path, training, launcher):

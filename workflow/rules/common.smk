@@ -82,10 +82,14 @@ def train_launcher(wildcards):
     training = model_training(wildcards)
     if training.world_size == 1:
         return "python"
+    # On SIGTERM torchrun forwards it and SIGKILLs the workers after --shutdown-timeout (30 s by
+    # default): rank 0 needs longer to finish its step and save the checkpoint (the SLURM
+    # profile's --signal=TERM@300 leaves it 5 minutes).
     if training.nodes == 1:
-        return f"torchrun --standalone --nproc-per-node {training.gpus}"
+        return f"torchrun --standalone --nproc-per-node {training.gpus} --shutdown-timeout 240"
     return (
         f"srun --ntasks-per-node=1 torchrun --nnodes {training.nodes} --nproc-per-node {training.gpus}"
+        " --shutdown-timeout 240"
         " --rdzv-backend c10d --rdzv-id $SLURM_JOB_ID"
         " --rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):29400"
     )
