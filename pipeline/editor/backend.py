@@ -193,10 +193,13 @@ class Face:
 
 def read_test_faces(results: Path) -> list[Face]:
     """The run's test faces with their label maps, from the parsing manifests
-    (results/labels/shards/{shard}.csv, in shard order); none before parsing has run."""
+    (results/labels/shards/{shard}.csv, in shard order); none before parsing has run. Their
+    relative paths are the workflow's, from the directory that holds results/, wherever the
+    editor was started."""
     manifests = [path for path in (results / "labels" / "shards").glob("*.csv") if path.stem.isdigit()]
     rows = read_manifests(sorted(manifests, key=lambda path: int(path.stem)), split="test")
-    return [Face(row["image_id"], Path(row["path"]), Path(row["label"])) for row in rows]
+    workdir = results.parent
+    return [Face(row["image_id"], workdir / row["path"], workdir / row["label"]) for row in rows]
 
 
 class Editor:
