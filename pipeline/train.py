@@ -358,7 +358,7 @@ def _train(
         # One copy per node, mapped by its processes (70,000 faces at 256x256 are 18 GB with
         # their label maps), named for this launch; copies of this run's killed launches go first.
         node_copies = Path(tempfile.gettempdir())
-        prefix = f"spade-faces-{run_key(model)}-"
+        prefix = f"spade-faces-{run_dir.name}-"
         if world.local_rank == 0:
             for stale in [*node_copies.glob(prefix + "*"), *node_copies.glob(f".{prefix}*")]:
                 stale.unlink(missing_ok=True)
