@@ -3,7 +3,8 @@
 Each variant runs the real training loop (pipeline.train.train) in its own process on
 synthetic data (random images and blocky label maps) for --steps steps; the reported img/s
 is the median of the loop's own per-step rate after --warmup steps; peak memory is CUDA's
-max allocated on a GPU, else the process's max RSS.
+max allocated on a GPU, else the process's max RSS. Like every stage's CLI, it first makes malloc
+keep freed memory (pipeline.cli.keep_freed_memory; --keep-freed-memory off measures without).
 
     python benchmarks/train_throughput.py --resolution 64 --batch-size 4 --ngf 16 --steps 6
     python benchmarks/train_throughput.py --resolution 256 --batch-size 16 --amp on --channels-last on
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline import cli
 from pipeline.config import ModelConfig, validate
 from pipeline.labelmaps import write_label
 from pipeline.train import train
@@ -91,8 +93,11 @@ def main() -> None:
     parser.add_argument("--channels-last", choices=["on", "off"], default="on")
     parser.add_argument("--vgg", choices=["on", "off"], default="off", help="on needs the ImageNet VGG19 weights")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--keep-freed-memory", choices=["on", "off"], default="on", help="as the stages' CLIs do")
     args = parser.parse_args()
     if args.model:
+        if args.keep_freed_memory == "on":
+            cli.keep_freed_memory()
         print(json.dumps(measure(args)))
         return
     for variant in VARIANTS:
