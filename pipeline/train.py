@@ -4,8 +4,8 @@ The loop, top to bottom: load every training pair into memory once; build the ne
 Adam optimisers (two time-scale: D learns faster); resume from the newest checkpoint of this
 exact setting if there is one; then per step, one generator update (hinge GAN + feature
 matching + VGG + KLD for VAE models) and one discriminator update (hinge) on a fake made
-again after the generator's update, as the reference does. Checkpoints are atomic and a
-SIGTERM (a cluster preempting the job) saves one before exiting.
+again after the generator's update, as the reference does. Checkpoints are atomic, and SIGTERM
+(a cluster preempting the job) or Ctrl-C saves one at the end of the step before exiting.
 """
 
 from __future__ import annotations
@@ -330,13 +330,22 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
     world = distributed.start(device.type)
     if world.size > 1 and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
-    # SIGTERM (a cluster preempting the job) stops training after a checkpoint.
+    # SIGTERM (a cluster preempting the job) and Ctrl-C (SIGINT, which a terminal sends to
+    # Snakemake and its jobs alike) stop training after a checkpoint; a second Ctrl-C at once.
     stop_requested: list[int] = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
+
+    def request_stop(signum: int, frame) -> None:
+        stop_requested.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        log.warning("%s: saving a checkpoint after this step, then stopping (Ctrl-C again stops at once, "
+                    "losing the steps since the last checkpoint)", signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         _train(model, image_paths, label_paths, out_dir, device, world, stop_requested)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         distributed.stop()
 
 
@@ -417,7 +426,8 @@ def _train(
             if stop:
                 distributed.barrier()  # no process leaves before the checkpoint is written
                 log.warning("stopped by signal at step %d; checkpoint saved, a rerun resumes from it", step)
-                raise SystemExit(128 + signal.SIGTERM)
+                # The signal's own status; a process stopping because another one was signalled, SIGTERM's.
+                raise SystemExit(128 + (stop_requested[0] if stop_requested else signal.SIGTERM))
 
     if world.main:
         weights = {
