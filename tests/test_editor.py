@@ -29,6 +29,7 @@ from PIL import Image
 from seeded_parser import write_seeded_weights
 
 from pipeline.config import ModelConfig, validate
+from pipeline.data.split import SplitRow, write_split
 from pipeline.dataset import resize_labels
 from pipeline.demo.faces import write_faces
 from pipeline.editor.backend import (
@@ -41,6 +42,7 @@ from pipeline.editor.backend import (
     checked_image,
     decode_label_map,
     label_grid,
+    read_test_faces,
 )
 from pipeline.editor.server import MAX_REQUEST_BYTES, EditorServer
 from pipeline.errors import PipelineError
@@ -185,6 +187,27 @@ def test_the_editor_lists_the_runs_models_faces_and_parser(editor):
     assert len(info["faces"]) == 4 and info["parser"]["available"]
     assert [entry["name"] for entry in info["classes"]] == list(CLASS_NAMES)
     assert info["classes"][1]["color"] == "#%02x%02x%02x" % CLASSES[1].color
+
+
+def test_the_faces_are_the_current_splits_test_faces_each_once(tmp_path):
+    """Shards of an earlier, larger split (here 1.csv) and an earlier shard size (0.csv's faces
+    again in 2.csv) stay on disk; the editor lists the current split's test faces, each once."""
+    results = tmp_path / "results"
+    shards = results / "labels" / "shards"
+
+    def rows(ids: list[str], split: str) -> list[tuple[str, str, str, str]]:
+        return [(i, split, f"faces/{i}.png", f"results/labels/{i}.png") for i in ids]
+
+    write_manifest(rows(["a", "b"], "train") + rows(["c", "d"], "test"), shards / "0.csv")
+    write_manifest(rows(["e"], "train") + rows(["f"], "test"), shards / "1.csv")
+    write_manifest(rows(["d"], "test"), shards / "2.csv")
+    # Before a split exists (a results folder copied without it), every shard's, each once.
+    assert [face.image_id for face in read_test_faces(results)] == ["c", "d", "f"]
+    write_split([SplitRow(i, split, f"faces/{i}.png") for i, split in zip("abcd", ["train", "train", "test", "test"])],
+                results / "data" / "split.csv")
+    faces = read_test_faces(results)
+    assert [face.image_id for face in faces] == ["c", "d"]
+    assert faces[0].labels == tmp_path / "results" / "labels" / "c.png"
 
 
 def test_a_test_faces_synthesis_is_the_synthesis_stages(editor, run, tmp_path):

@@ -24,6 +24,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import ModelConfig
+from pipeline.data.split import read_split
 from pipeline.dataset import resize_labels, working_image
 from pipeline.errors import PipelineError
 from pipeline.images import ImageReadError, load_rgb
@@ -193,11 +194,17 @@ class Face:
 
 def read_test_faces(results: Path) -> list[Face]:
     """The run's test faces with their label maps, from the parsing manifests
-    (results/labels/shards/{shard}.csv, in shard order); none before parsing has run. Their
-    relative paths are the workflow's, from the directory that holds results/, wherever the
-    editor was started."""
+    (results/labels/shards/{shard}.csv, in shard order); none before parsing has run. Only the
+    test faces of the current split (results/data/split.csv), each once: shards of an earlier,
+    larger split or another shard size stay on disk. Their relative paths are the workflow's,
+    from the directory that holds results/, wherever the editor was started."""
     manifests = [path for path in (results / "labels" / "shards").glob("*.csv") if path.stem.isdigit()]
     rows = read_manifests(sorted(manifests, key=lambda path: int(path.stem)), split="test")
+    split = results / "data" / "split.csv"
+    if split.exists():
+        test_ids = {row.image_id for row in read_split(split) if row.split == "test"}
+        rows = [row for row in rows if row["image_id"] in test_ids]
+    rows = list({row["image_id"]: row for row in rows}.values())  # each id once, in shard order
     workdir = results.parent
     return [Face(row["image_id"], workdir / row["path"], workdir / row["label"]) for row in rows]
 
