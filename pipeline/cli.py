@@ -15,9 +15,10 @@ from pipeline.errors import PipelineError
 from pipeline.progress import on_terminal
 
 
-# glibc's mallopt parameters (malloc.h) and the largest mmap threshold it accepts on 64-bit.
+# glibc's mallopt parameters (malloc.h). 32 MB is as far as glibc's own adjustment of the
+# threshold goes on 64-bit (and some releases refuse more).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-LARGEST_MMAP_THRESHOLD = 32 * 2**20
+MMAP_THRESHOLD_BYTES = 32 * 2**20
 KEPT_FREE_BYTES = 2**30
 
 
@@ -26,13 +27,13 @@ def keep_freed_memory() -> bool:
     instead of handing them back to the OS. Torch on the CPU allocates and frees every
     activation of every step; by default many of them come back as fresh pages, each faulted
     in and zeroed by the kernel: about 20,000 page faults per training step at 64x64, 15-20 %
-    of the step (docs/benchmarks.md). Returns whether it applied (glibc only)."""
+    of the step (docs/benchmarks.md). Blocks above the threshold are still mapped afresh. Returns
+    whether both settings applied (glibc only)."""
     if platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(None)
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, LARGEST_MMAP_THRESHOLD)) and bool(
-        libc.mallopt(M_TRIM_THRESHOLD, KEPT_FREE_BYTES)
-    )
+    applied = [libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES), libc.mallopt(M_TRIM_THRESHOLD, KEPT_FREE_BYTES)]
+    return all(applied)
 
 
 def run(main: Callable[[], None]) -> None:

