@@ -21,6 +21,7 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -330,23 +331,35 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
     world = distributed.start(device.type)
     if world.size > 1 and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
-    # SIGTERM (a cluster preempting the job) and Ctrl-C (SIGINT, which a terminal sends to
-    # Snakemake and its jobs alike) stop training after a checkpoint; a second Ctrl-C at once.
-    stop_requested: list[int] = []
-
-    def request_stop(signum: int, frame) -> None:
-        stop_requested.append(signum)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        log.warning("%s: saving a checkpoint after this step, then stopping (Ctrl-C again stops at once, "
-                    "losing the steps since the last checkpoint)", signal.Signals(signum).name)
-
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        _train(model, image_paths, label_paths, out_dir, device, world, stop_requested)
+        _train(model, image_paths, label_paths, out_dir, device, world)
+    finally:
+        distributed.stop()
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """The signals received while the block runs that ask training to stop after a checkpoint:
+    SIGTERM (a cluster preempting the job) and SIGINT (Ctrl-C, which a terminal sends to
+    Snakemake and its jobs alike; ignored if the process was started ignoring it). The handler
+    only records them; after the first Ctrl-C, SIGINT does what it did before (a second one
+    stops at once)."""
+    requested: list[int] = []
+    previous = {}
+
+    def request(signum: int, frame) -> None:
+        requested.append(signum)
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, previous[signal.SIGINT])
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, request)
+    try:
+        yield requested
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        distributed.stop()
 
 
 def _train(
@@ -356,7 +369,6 @@ def _train(
     out_dir: Path,
     device: torch.device,
     world: World,
-    stop_requested: list[int],
 ) -> None:
     cfg = model.training
     torch.manual_seed(cfg.seed)
@@ -392,6 +404,7 @@ def _train(
         signs = health.replay((float(row["D_fake"]), float(row["fake_spread"])) for row in rows)
 
     with (
+        stop_requests() as stop_requested,
         # Line-buffered: each step's row is on disk at once, for `tail -f` and for a killed run.
         open(running_log, "a", newline="", buffering=1) if world.main else contextlib.nullcontext() as log_file,
         progress(total=cfg.iterations, initial=step, desc=f"train {model.name}", unit="step", disable=not world.main)

@@ -33,6 +33,7 @@ from pipeline.train import (
     make_optimizers,
     resume,
     run_key,
+    stop_requests,
     train,
     train_step,
 )
@@ -297,6 +298,43 @@ def final_weights(workdir: Path) -> dict:
     return torch.load(workdir / "out" / "generator.pt", weights_only=True)
 
 
+def signal_self(signum: int) -> None:
+    os.kill(os.getpid(), signum)
+    time.sleep(0.05)  # Python runs the handler at its next check, well within this
+
+
+@pytest.fixture
+def sigterm_guard():
+    """A SIGTERM handler in place of the default, which would end the test run, so that a
+    failing test fails; what it caught."""
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: caught.append(signum))
+    yield caught
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_stop_requests_records_sigterm_and_ctrl_c_and_a_second_ctrl_c_stops_at_once(sigterm_guard):
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with stop_requests() as requested:
+        signal_self(signal.SIGTERM)
+        signal_self(signal.SIGINT)
+        assert requested == [signal.SIGTERM, signal.SIGINT] and not sigterm_guard
+        with pytest.raises(KeyboardInterrupt):
+            signal_self(signal.SIGINT)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_stop_requests_leaves_an_ignored_ctrl_c_ignored(sigterm_guard):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_requests() as requested:
+            signal_self(signal.SIGINT)
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert requested == []
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize(
     "how, model", [("sigterm", "spade_vae"), ("sigint", "spade_vae"), ("sigkill", "spade_vae"), ("sigkill", "spade_unpool")]
@@ -324,13 +362,15 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(pairs, tmp
     _, stderr = first.communicate(timeout=120)
     assert first.returncode == (-sent if how == "sigkill" else 128 + sent), stderr
     if how != "sigkill":
-        stopped_at = int(re.search(r"stopped by signal at step (\d+); checkpoint saved", stderr)[1])
+        stopped = re.search(r"stopped by signal at step (\d+); checkpoint saved", stderr)
+        assert stopped, stderr
+        stopped_at = int(stopped[1])
     assert not (interrupted / "out" / "generator.pt").exists()
 
     second = run_training(interrupted, pairs, iterations=24, device=device, model=model)
     _, stderr = second.communicate(timeout=300)
     assert second.returncode == 0, stderr
-    assert (f"resumed from step {stopped_at}" if how != "sigkill" else "resumed from step") in stderr
+    assert (f"resumed from step {stopped_at} (" if how != "sigkill" else "resumed from step") in stderr
     a, b = final_weights(straight), final_weights(interrupted)
     for part in ("generator", "encoder"):
         for key in a[part] or {}:
