@@ -190,8 +190,9 @@ def test_the_editor_lists_the_runs_models_faces_and_parser(editor):
 
 
 def test_the_faces_are_the_current_splits_test_faces_each_once(tmp_path):
-    """Shards of an earlier, larger split (here 1.csv) and an earlier shard size (0.csv's faces
-    again in 2.csv) stay on disk; the editor lists the current split's test faces, each once."""
+    """Shards of an earlier, larger split (here 1.csv) and an earlier shard size (a face of 0.csv
+    again in 2.csv) stay on disk; the editor lists the current split's test faces, each once,
+    from the lowest shard that has it."""
     results = tmp_path / "results"
     shards = results / "labels" / "shards"
 
@@ -200,14 +201,14 @@ def test_the_faces_are_the_current_splits_test_faces_each_once(tmp_path):
 
     write_manifest(rows(["a", "b"], "train") + rows(["c", "d"], "test"), shards / "0.csv")
     write_manifest(rows(["e"], "train") + rows(["f"], "test"), shards / "1.csv")
-    write_manifest(rows(["d"], "test"), shards / "2.csv")
+    write_manifest([("d", "test", "old/d.png", "results/labels/d.png")], shards / "2.csv")
     # Before a split exists (a results folder copied without it), every shard's, each once.
     assert [face.image_id for face in read_test_faces(results)] == ["c", "d", "f"]
     write_split([SplitRow(i, split, f"faces/{i}.png") for i, split in zip("abcd", ["train", "train", "test", "test"])],
                 results / "data" / "split.csv")
     faces = read_test_faces(results)
     assert [face.image_id for face in faces] == ["c", "d"]
-    assert faces[0].labels == tmp_path / "results" / "labels" / "c.png"
+    assert faces[1].photo == tmp_path / "faces" / "d.png" and faces[1].labels == tmp_path / "results" / "labels" / "d.png"
 
 
 def test_a_test_faces_synthesis_is_the_synthesis_stages(editor, run, tmp_path):

@@ -204,9 +204,11 @@ def read_test_faces(results: Path) -> list[Face]:
     if split.exists():
         test_ids = {row.image_id for row in read_split(split) if row.split == "test"}
         rows = [row for row in rows if row["image_id"] in test_ids]
-    rows = list({row["image_id"]: row for row in rows}.values())  # each id once, in shard order
+    first: dict[str, dict[str, str]] = {}
+    for row in rows:  # each id once: its row in the lowest shard
+        first.setdefault(row["image_id"], row)
     workdir = results.parent
-    return [Face(row["image_id"], workdir / row["path"], workdir / row["label"]) for row in rows]
+    return [Face(row["image_id"], workdir / row["path"], workdir / row["label"]) for row in first.values()]
 
 
 class Editor:
