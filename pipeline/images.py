@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -39,11 +40,20 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     return image.convert("RGB")
 
 
+def _as_image(image: Image.Image | np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
+
+
 def save_png(image: Image.Image | np.ndarray, path: str | os.PathLike) -> None:
     """Write an image (or an HxWx3 / HxW uint8 array) as PNG, atomically."""
     from pipeline.files import atomic_path
 
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(np.ascontiguousarray(image))
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+        _as_image(image).save(tmp, format="PNG")
+
+
+def png_bytes(image: Image.Image | np.ndarray) -> bytes:
+    """An image (or an HxWx3 / HxW uint8 array) as the bytes of a PNG file."""
+    buffer = io.BytesIO()
+    _as_image(image).save(buffer, format="PNG")
+    return buffer.getvalue()

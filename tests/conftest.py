@@ -92,10 +92,17 @@ def smoke_config(run_dir: Path, compare: list[str], iterations: int = 4, models:
     return smoke
 
 
-def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def snakemake_command(cwd: Path, *args: str) -> list[str]:
+    """This project's workflow run by this interpreter's Snakemake in `cwd`."""
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(cwd), *args]
+
+
+def snakemake_env(env: dict | None = None) -> dict:
     # Rules call `python`: make it this interpreter, with the package and its dependencies.
-    env = {**(env or os.environ), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return {**(env or os.environ), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(cwd), *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
+        snakemake_command(cwd, *args), capture_output=True, text=True, timeout=timeout, env=snakemake_env(env), cwd=cwd
     )

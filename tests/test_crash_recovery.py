@@ -13,13 +13,12 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, shared_dir, smoke_config, snakemake
+from conftest import shared_dir, smoke_config, snakemake, snakemake_command, snakemake_env
 from PIL import Image
 
 pytestmark = [
@@ -46,10 +45,8 @@ FRACTION = (0.5, 0.9)
 TIMED_COLUMNS = {"train_hours"}
 
 
-def command(workdir: Path) -> list[str]:
-    """The README's command for the smoke run, as the tests' `snakemake` helper builds it."""
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "results/table.csv", "--cores", "2", "--configfile", "smoke.yaml"]
+# The README's command for the smoke run (the same command after every stop).
+COMMAND = ["results/table.csv", "--cores", "2", "--configfile", "smoke.yaml"]
 
 
 def job_seconds(workdir: Path, benchmarks: str) -> float:
@@ -66,9 +63,8 @@ def kill_during(workdir: Path, rule: str, incomplete: str, delay: float) -> None
     """Run the workflow until a job of `rule` has started (for training: until it has written a
     checkpoint, so that the kill interrupts steps, not imports), wait `delay` s, then SIGKILL the
     whole process group, and check that a job of `rule` was cut off."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen(command(workdir), cwd=workdir, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(snakemake_command(workdir, *COMMAND), cwd=workdir, env=snakemake_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     started = threading.Event()
     lines: list[str] = []
 
@@ -125,7 +121,7 @@ def test_sigkilled_anywhere_and_recovered_as_the_readme_says_gives_the_uninterru
         workdir.mkdir()
         smoke_config(workdir, compare=COMPARE, iterations=ITERATIONS)
 
-    result = snakemake(*command(straight)[5:], cwd=straight, timeout=900)
+    result = snakemake(*COMMAND, cwd=straight, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
 
     rng = random.Random(SEED)
@@ -135,11 +131,11 @@ def test_sigkilled_anywhere_and_recovered_as_the_readme_says_gives_the_uninterru
         kill_during(killed, rule, incomplete, delay=fraction * job_seconds(straight, benchmarks))
         # The README: after a SIGKILL the same command is refused (a stale lock), so unlock once,
         # then run the same command.
-        refused = snakemake(*command(killed)[5:], cwd=killed)
+        refused = snakemake(*COMMAND, cwd=killed)
         assert refused.returncode != 0 and "--unlock" in refused.stderr, (stage, refused.stderr[-2000:])
-        unlocked = snakemake(*command(killed)[5:], "--unlock", cwd=killed)
+        unlocked = snakemake(*COMMAND, "--unlock", cwd=killed)
         assert unlocked.returncode == 0, (stage, unlocked.stderr[-2000:])
-    final = snakemake(*command(killed)[5:], cwd=killed, timeout=900)
+    final = snakemake(*COMMAND, cwd=killed, timeout=900)
     assert final.returncode == 0, final.stderr[-3000:]
 
     assert table(killed) == table(straight)

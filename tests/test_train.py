@@ -35,7 +35,6 @@ from pipeline.train import (
     run_key,
     stop_requests,
     train,
-    train_step,
 )
 
 L_EYE, R_EYE, SKIN = CLASS_NAMES.index("l_eye"), CLASS_NAMES.index("r_eye"), CLASS_NAMES.index("skin")

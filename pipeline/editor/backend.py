@@ -27,7 +27,7 @@ from pipeline.config import ModelConfig
 from pipeline.data.split import read_split
 from pipeline.dataset import resize_labels, working_image
 from pipeline.errors import PipelineError
-from pipeline.images import ImageReadError, load_rgb
+from pipeline.images import ImageReadError, load_rgb, png_bytes
 from pipeline.labelmaps import CLASSES, NUM_CLASSES, read_label
 from pipeline.models import Networks
 from pipeline.parse.manifest import read_manifests
@@ -156,9 +156,7 @@ def checked_image(data: bytes, what: str) -> Upload:
 def thumbnail_png(image: Image.Image) -> bytes:
     """`image` shrunk to fit THUMBNAIL_SIDE, as PNG bytes."""
     image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BICUBIC)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(image)
 
 
 @dataclass

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import logging
 import time
@@ -38,10 +37,10 @@ from importlib import resources
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
-from PIL import Image
 
 from pipeline.editor.backend import Editor, EditorRequestError, decode_label_map, label_grid
 from pipeline.errors import PipelineError
+from pipeline.images import png_bytes
 
 log = logging.getLogger("pipeline.editor")
 
@@ -77,12 +76,6 @@ def labels_answer(labels: np.ndarray) -> Answer:
 
 def png_data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def decode_base64(text: object, what: str) -> bytes:
