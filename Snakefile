@@ -9,11 +9,14 @@ sys.path.insert(0, workflow.basedir)
 # Every job (local, in a conda env, or on a cluster node) imports the package from this checkout.
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-from pipeline.config import NETWORK_FORMAT, REAL_ROW, ModelConfig, section_json, validate
+from pipeline import launch
+from pipeline.config import INCEPTION_KEYS, ModelConfig, section_json, validate
+from pipeline.layout import DEMO_PARSER_WEIGHTS, PARSER_WEIGHTS, REAL_ROW, RESULTS
+from pipeline.models.architecture import NETWORK_FORMAT
 from pipeline.shards import shard_count
 
 
-# The documented defaults; a run directory's own settings come with --configfile.
+# Every key's default; a run's own settings come with --configfile, over these.
 configfile: Path(workflow.basedir) / "config.yaml"
 
 

@@ -12,12 +12,14 @@ import argparse
 import numpy as np
 import torch
 
-from pipeline.config import ModelConfig, validate
-from pipeline.dataset import to_model_inputs
-from pipeline.demo.faces import procedural_face
+from pipeline.config import ModelConfig, resolve
+from pipeline.data.procedural import procedural_face
+from pipeline.distributed import World
 from pipeline.health import output_spread
-from pipeline.models import build
-from pipeline.train import LOSSES, batch_indices, make_optimizers, train_step
+from pipeline.models.networks import build
+from pipeline.models.objective import SPADEObjective
+from pipeline.pairs import to_model_inputs
+from pipeline.train import batch_indices, make_optimizers, train_step
 
 
 def main() -> None:
@@ -30,17 +32,18 @@ def main() -> None:
     faces = [procedural_face(seed, 64) for seed in range(40)]
     images = torch.from_numpy(np.stack([image for image, _ in faces])).permute(0, 3, 1, 2).contiguous()
     labels = torch.from_numpy(np.stack([label for _, label in faces]))
-    config = validate({"training": {"resolution": 64, "batch_size": 4, "vgg": False, "lr_G": args.lr_G}})
-    config["models"][args.model].update(ngf=8, ndf=8)
+    training = {"resolution": 64, "batch_size": 4, "vgg": False, "lr_G": args.lr_G}
+    config = resolve({"training": training, "models": {args.model: {"ngf": 8, "ndf": 8}}})
     model = ModelConfig.from_config(config, args.model)
     torch.manual_seed(0)
     networks = build(model)
     opt_G, opt_D = make_optimizers(networks, model.training)
-    print("step", *LOSSES, "fake_spread")
+    objective = SPADEObjective.create(model, networks, World())
+    print("step", *objective.LOSSES, "fake_spread")
     for step in range(args.steps):
         index = batch_indices(step, 4, len(faces), 0)
         real, seg = to_model_inputs(images[index], labels[index], torch.device("cpu"))
-        losses, fake = train_step(networks, opt_G, opt_D, seg, real, model.training)
+        losses, fake = train_step(objective, opt_G, opt_D, seg, real)
         if (step + 1) % args.every == 0:
             print(step + 1, *(f"{v:.3f}" for v in losses.tolist()), f"{output_spread(fake, real).item():.3f}")
 

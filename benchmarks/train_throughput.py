@@ -27,11 +27,11 @@ import torch
 from PIL import Image
 
 from pipeline import cli
-from pipeline.config import ModelConfig, validate
+from pipeline.config import ModelConfig, resolve
 from pipeline.labelmaps import write_label
 from pipeline.train import train
 
-VARIANTS = validate({})["compare"]  # the default comparison
+VARIANTS = resolve()["compare"]  # the default comparison
 
 
 def synthetic_pairs(folder: Path, count: int, resolution: int) -> tuple[list[str], list[str]]:
@@ -61,8 +61,7 @@ def measure(args: argparse.Namespace) -> dict:
         "device": args.device,
         "workers": 2,
     }
-    config = validate({"training": settings})
-    config["models"][args.model].update(ngf=args.ngf, ndf=args.ngf)
+    config = resolve({"training": settings, "models": {args.model: {"ngf": args.ngf, "ndf": args.ngf}}})
     model = ModelConfig.from_config(config, args.model)
     with tempfile.TemporaryDirectory() as tmp:
         pairs = synthetic_pairs(Path(tmp), max(args.batch_size, 8), args.resolution)

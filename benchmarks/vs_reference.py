@@ -32,11 +32,12 @@ import psutil
 import torch
 import torchvision
 
-import pipeline.train
-from pipeline.config import ModelConfig, validate
-from pipeline.dataset import PairedFaces
+import pipeline.models.objective
+from pipeline.config import ModelConfig, resolve
 from pipeline.devices import resolve_device
+from pipeline.distributed import World
 from pipeline.labelmaps import NUM_CLASSES
+from pipeline.pairs import PairedFaces
 from pipeline.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,18 +102,17 @@ class NVlabs:
 
 class Ours:
     def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
-        pipeline.train.imagenet_vgg19_features = lambda: seeded_vgg19().features  # offline, as NVlabs' side
+        pipeline.models.objective.imagenet_vgg19_features = lambda: seeded_vgg19().features  # offline, as NVlabs'
         settings = {
             "resolution": args.resolution, "batch_size": args.batch_size, "vgg": args.vgg == "on",
             "amp": args.amp == "on", "channels_last": args.channels_last == "on", "compile": args.compile == "on",
             "flip": False,
         }  # fmt: skip
-        config = validate({"training": settings})
-        config["models"]["spade"].update(ngf=args.ngf, ndf=args.ngf)
-        self.trainer = Trainer.create(ModelConfig.from_config(config, "spade"), device)
+        config = resolve({"training": settings, "models": {"spade": {"ngf": args.ngf, "ndf": args.ngf}}})
+        self.trainer = Trainer.create(ModelConfig.from_config(config, "spade"), World(device=device))
 
     def step(self, data: PairedFaces, step: int) -> None:
-        self.trainer.run_step(data, step)[0].tolist()  # the loop's one sync per step
+        self.trainer.run_step(data)[0].tolist()  # the loop's sync per step
 
 
 class PeakMemory:

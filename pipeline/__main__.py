@@ -14,7 +14,7 @@ from pipeline.config import ConfigError, ModelConfig, load
 
 
 def describe(config: dict, name: str) -> dict[str, int | None]:
-    from pipeline.models import build, parameter_count
+    from pipeline.models.networks import build, parameter_count
 
     if name not in config["models"]:
         raise ConfigError(f"--model {name}: no such entry under models (models: {', '.join(config['models'])})")

@@ -14,7 +14,6 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from pipeline.errors import PipelineError
 from pipeline.progress import on_terminal
 
-
 # glibc's mallopt parameters (malloc.h). 32 MB is as far as glibc's own adjustment of the
 # threshold goes on 64-bit (and some releases refuse more).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3

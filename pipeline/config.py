@@ -1,13 +1,32 @@
-"""The pipeline's one configuration: validated against the workflow schema, then handed to
-each stage as a small frozen dataclass of the section that stage reads."""
+"""The pipeline's one configuration: config.yaml's defaults with a run's own files over them,
+validated against the workflow schema, then handed to each stage as a small frozen dataclass of
+the section that stage reads.
+
+Where each fact is written once:
+- config.yaml holds the default of every key of its sections. The workflow reads it before a
+  run's --configfile, and `load` does the same, so a run's file names only what it changes.
+- The schema (workflow/schemas/config.schema.yaml) holds types, ranges and descriptions, and no
+  defaults.
+- A model entry under `models:` names only what differs from a model's defaults, which are
+  ModelConfig's field defaults (config.yaml's comment lists them; a test keeps the two equal).
+- Each model and training setting declares its Role once, in its field (`setting`); every view
+  of which settings matter (a model's identity, its run key, what tells its table row apart) is
+  derived from the roles.
+"""
 
 from __future__ import annotations
 
+import copy
+import enum
+import functools
+import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.layout import REAL_ROW
+from pipeline.models.architecture import NETWORK_FORMAT, SWITCH_STATS, generator_stride
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULTS_PATH = Path(__file__).resolve().parents[1] / "config.yaml"
@@ -17,33 +36,71 @@ class ConfigError(PipelineError):
     """A config value the schema or a stage refuses; the message names the key."""
 
 
+def load(*paths: str | Path) -> dict:
+    """Read config YAMLs as the workflow does with `--configfile A B`: config.yaml's defaults,
+    then each file over the one before (nested keys merged), validated."""
+    import yaml
+
+    layers = []
+    for path in paths:
+        try:
+            layer = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read config ({err})".replace("\n", " ")) from None
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+        layers.append(layer)
+    return resolve(*layers)
+
+
+def resolve(*layers: dict) -> dict:
+    """config.yaml's defaults with each layer merged over the one before (nested keys merged, as
+    Snakemake merges --configfile files), validated."""
+    from snakemake.utils import update_config
+
+    config = copy.deepcopy(_defaults())
+    for layer in layers:
+        update_config(config, copy.deepcopy(layer))
+    return validate(config)
+
+
+@functools.cache
+def _defaults() -> dict:
+    import yaml
+
+    return yaml.safe_load(DEFAULTS_PATH.read_text())
+
+
+@functools.cache
+def schema() -> dict:
+    import yaml
+
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
 def validate(config: dict) -> dict:
-    """Validate `config` in place against the schema, filling in defaults.
-
-    Raises ConfigError with a one-line message naming the offending key.
-    """
-    from jsonschema import ValidationError
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate as snakemake_validate
-
-    try:
-        snakemake_validate(config, str(SCHEMA_PATH), set_default=True)
-    except WorkflowError as err:
-        # snakemake keeps only the text of jsonschema's error; the error itself, with the
-        # path of the offending key, is the context its WorkflowError was raised in.
-        if not isinstance(err.__context__, ValidationError):
-            raise
-        raise ConfigError(_describe(err.__context__)) from None
+    """Check a whole config (config.yaml's keys and a run's over them) against the schema, and
+    what the schema cannot say (_check_models). Raises ConfigError with a one-line message
+    naming the offending key; returns `config`."""
+    _check(config)
     _check_models(config)
     return config
 
 
-def _check_models(config: dict) -> None:
-    """What the schema cannot say: model names in `compare` exist, each model's training
-    overrides are valid training settings, and its options fit its generator."""
-    import yaml
+def _check(instance, ref: str | None = None, path: tuple[str, ...] = ()) -> None:
+    """Raise the first schema error of `instance` (against the definition `ref` of the schema's
+    $defs, or the whole schema), its key prefixed with `path`."""
     from jsonschema import Draft202012Validator
 
+    part = schema() if ref is None else {"$ref": ref, "$defs": schema()["$defs"]}
+    for error in Draft202012Validator(part).iter_errors(instance):
+        error.path.extendleft(reversed(path))
+        raise ConfigError(_describe(error))
+
+
+def _check_models(config: dict) -> None:
+    """Model names in `compare` exist, each model's training overrides are valid training
+    settings, and its options fit its generator."""
     models = config["models"]
     if REAL_ROW in models:
         raise ConfigError(
@@ -52,59 +109,37 @@ def _check_models(config: dict) -> None:
     for index, name in enumerate(config["compare"]):
         if name not in models:
             raise ConfigError(f"config key compare.{index}: unknown model {name!r} (models: {', '.join(models)})")
-    training_schema = yaml.safe_load(SCHEMA_PATH.read_text())["$defs"]["training"]
     for name, entry in models.items():
         key = f"models.{name}"
-        for error in Draft202012Validator(training_schema).iter_errors(entry.get("training", {})):
-            error.path.extendleft(reversed(["models", name, "training"]))
-            raise ConfigError(_describe(error))
-        generator = entry["generator"]
-        if generator == "pix2pixhd":
-            if entry["vae"]:
+        _check(entry.get("training", {}), "#/$defs/training", ("models", name, "training"))
+        model = ModelConfig.from_config(config, name)
+        if model.generator == "pix2pixhd":
+            if model.vae:
                 raise ConfigError(f"config key {key}.vae: the pix2pixhd generator has no VAE; use generator: spade")
-            if entry["norm"] != "batch":
+            if model.norm != "batch":
                 raise ConfigError(f"config key {key}.norm: SPADE's norm; the pix2pixhd generator uses instance norm")
-        elif entry["unnormalized_first"]:
+        elif model.unnormalized_first:
             raise ConfigError(f"config key {key}.unnormalized_first: only for generator: pix2pixhd")
-        if generator == "spade_unpool":
-            if entry["vae"]:
+        if model.generator == "spade_unpool":
+            if model.vae:
                 raise ConfigError(f"config key {key}.vae: the spade_unpool generator has no VAE; use generator: spade")
-            if entry["num_upsampling_layers"] != "normal":
+            if model.num_upsampling_layers != "normal":
                 raise ConfigError(
                     f"config key {key}.num_upsampling_layers: the spade_unpool generator has one depth, normal"
                 )
-        if entry["norm"] != "switch" and set(entry["switch_stats"]) != set(SWITCH_STATS):
+        if model.norm != "switch" and set(model.switch_stats) != set(SWITCH_STATS):
             raise ConfigError(f"config key {key}.switch_stats: only for norm: switch")
-        model = ModelConfig.from_config(config, name)
-        if model.training.resolution % model.stride:
+        training = model.training
+        if training.resolution % model.stride:
             raise ConfigError(
-                f"config key {key}: training.resolution {model.training.resolution} is not a multiple of "
+                f"config key {key}: training.resolution {training.resolution} is not a multiple of "
                 f"{model.stride}, this generator's total stride"
             )
-        training = model.training
         if training.batch_size % training.world_size:
             raise ConfigError(
                 f"config key {key}: training.batch_size {training.batch_size} does not divide among "
                 f"training.gpus x training.nodes = {training.world_size} processes"
             )
-
-
-def load(*paths: str | Path) -> dict:
-    """Read config YAMLs as the workflow does with `--configfile A B`: config.yaml's documented
-    defaults, then each file over the one before (nested keys merged), validated."""
-    import yaml
-    from snakemake.utils import update_config
-
-    config: dict = {}
-    for path in (DEFAULTS_PATH, *paths):
-        try:
-            layer = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"{path}: cannot read config ({err})".replace("\n", " ")) from None
-        if not isinstance(layer, dict):
-            raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
-        update_config(config, layer)
-    return validate(config)
 
 
 def _describe(error) -> str:
@@ -173,53 +208,76 @@ class ParsingConfig:
         return cls(**section)
 
 
-# The table row of real test images: the upper bound for accuracy and mIoU, FID's reference.
-REAL_ROW = "real"
+class Role(enum.Enum):
+    """What changing a model or training setting changes."""
 
-# Version of what the networks' state dicts hold for the same settings; raised when the code
-# changes it (2: spectral norm as weight_orig/u/v, NVlabs' discriminator strides). It is part of
-# a training run's key and of generator.pt, and a train rule parameter: a change retrains.
-NETWORK_FORMAT = 2
-
-# What switchable norm can mix (norm: switch, switch_stats), in the order of its mixing weights.
-SWITCH_STATS = ("instance", "layer", "batch")
-
-# Upsampling steps of the SPADE generator, per num_upsampling_layers.
-SPADE_UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
+    # The trained weights: the model is another one (a run of its own, beside the old one's),
+    # and the setting tells its table row apart.
+    MODEL = "model"
+    # How far training goes (iterations, decay_start): the model changes, but a run may resume
+    # under a new value, since the steps taken so far stay what they were.
+    SCHEDULE = "schedule"
+    # How a run is carried out (checkpoints, workers, devices), not what it trains.
+    OPERATIONAL = "operational"
 
 
-# Training settings that change how a run is carried out, not the model it gives.
-OPERATIONAL_TRAINING_KEYS = frozenset(
-    {"checkpoint_every", "keep_checkpoints", "sample_every", "workers", "compile", "device", "gpus", "nodes"}
-)
+def setting(role: Role = Role.MODEL, *, column: bool = False, added_later: bool = False, **kwargs):
+    """A dataclass field for a model or training setting. `column`: the table has a column of
+    its own for it, so the row's settings cell leaves it out. `added_later`: added after models
+    were trained; left out of a model's identity while it has its default, so that those models
+    keep their runs and their jobs do not rerun. Other keyword arguments go to `field`."""
+    return field(metadata={"role": role, "column": column, "added_later": added_later}, **kwargs)
+
+
+def _identity(settings) -> dict:
+    """A settings dataclass as a dict, nested ones included, without the settings added later
+    that still have their default."""
+    out = {}
+    for item in fields(settings):
+        value = getattr(settings, item.name)
+        if item.metadata.get("added_later") and value == item.default:
+            continue
+        out[item.name] = _identity(value) if is_dataclass(value) else copy.deepcopy(value)
+    return out
+
+
+def _with_role(settings: dict, cls, *roles: Role) -> dict:
+    return {item.name: settings[item.name] for item in fields(cls) if item.metadata["role"] in roles and item.name in settings}
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    resolution: int
-    batch_size: int
-    iterations: int
-    decay_start: int
-    checkpoint_every: int
-    keep_checkpoints: int
-    sample_every: int
-    lr_G: float
-    lr_D: float
-    beta1: float
-    beta2: float
-    lambda_feat: float
-    lambda_vgg: float
-    lambda_kld: float
-    vgg: bool
-    flip: bool
-    amp: bool
-    channels_last: bool
-    compile: bool
-    device: str
-    gpus: int
-    nodes: int
-    workers: int
-    seed: int
+    """The `training` section, with a model's overrides applied; config.yaml holds the defaults."""
+
+    resolution: int = setting(column=True)
+    batch_size: int = setting()
+    iterations: int = setting(Role.SCHEDULE, column=True)
+    decay_start: int = setting(Role.SCHEDULE)
+    checkpoint_every: int = setting(Role.OPERATIONAL)
+    keep_checkpoints: int = setting(Role.OPERATIONAL)
+    sample_every: int = setting(Role.OPERATIONAL)
+    lr_G: float = setting()
+    lr_D: float = setting()
+    beta1: float = setting()
+    beta2: float = setting()
+    lambda_feat: float = setting()
+    lambda_vgg: float = setting()
+    lambda_kld: float = setting()
+    vgg: bool = setting()
+    flip: bool = setting()
+    amp: bool = setting()
+    channels_last: bool = setting()
+    compile: bool = setting(Role.OPERATIONAL)
+    device: str = setting(Role.OPERATIONAL)
+    gpus: int = setting(Role.OPERATIONAL)
+    nodes: int = setting(Role.OPERATIONAL)
+    workers: int = setting(Role.OPERATIONAL)
+    seed: int = setting()
+
+    @classmethod
+    def defaults(cls) -> "TrainingConfig":
+        """config.yaml's shared training settings."""
+        return cls(**_defaults()["training"])
 
     @property
     def world_size(self) -> int:
@@ -229,22 +287,24 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str
-    generator: str
-    norm: str
-    vae: bool
-    num_upsampling_layers: str
-    ngf: int
-    ndf: int
-    num_D: int
-    n_layers_D: int
-    z_dim: int
-    resnet_downsample: int
-    resnet_blocks: int
-    unnormalized_first: int
-    training: TrainingConfig
-    # Defaulted, so that a generator.pt saved before the setting existed reads as it was trained.
-    switch_stats: tuple[str, ...] = SWITCH_STATS
+    """One entry under `models:`; its field defaults are a model's defaults."""
+
+    name: str = setting()
+    generator: str = setting()
+    training: TrainingConfig = setting()
+    norm: str = setting(default="batch")
+    vae: bool = setting(default=False)
+    num_upsampling_layers: str = setting(default="normal")
+    ngf: int = setting(default=64)
+    ndf: int = setting(default=64)
+    num_D: int = setting(default=2)
+    n_layers_D: int = setting(default=4)
+    z_dim: int = setting(default=256)
+    resnet_downsample: int = setting(default=4)
+    resnet_blocks: int = setting(default=9)
+    unnormalized_first: int = setting(default=0)
+    # Every model trained before the setting existed mixed all three statistics.
+    switch_stats: tuple[str, ...] = setting(default=SWITCH_STATS, added_later=True)
 
     def __post_init__(self) -> None:
         # In SWITCH_STATS' order and a tuple, however the config listed them: one model, one key.
@@ -252,25 +312,18 @@ class ModelConfig:
 
     @classmethod
     def from_config(cls, config: dict, name: str) -> "ModelConfig":
-        """Model `name` of a validated config, its training overrides applied to the shared
-        settings (its `published` figures are the table's, not the model's)."""
+        """Model `name` of a config, its training overrides applied to the shared settings (its
+        `published` figures are the table's, not the model's)."""
         entry = dict(config["models"][name])
         entry.pop("published", None)
         training = TrainingConfig(**{**config["training"], **entry.pop("training", {})})
         return cls(name=name, training=training, **entry)
 
     def identity(self) -> dict:
-        """All settings, as a model's identity: what its jobs' reruns and its checkpoints' run key
-        follow. A setting added after models were trained is left out while at its default, so
-        that those models keep their runs (switch_stats: every model before it mixed all three)."""
-        settings = asdict(self)
-        if self.switch_stats == SWITCH_STATS:
-            del settings["switch_stats"]
-        return settings
+        """Every setting: what the model's jobs rerun on (the rules pass it as `to_json`)."""
+        return _identity(self)
 
     def to_json(self) -> str:
-        """All settings as compact JSON: what the rules pass, so a model's jobs rerun exactly
-        when its own settings change."""
         return json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -279,32 +332,47 @@ class ModelConfig:
 
     @classmethod
     def from_settings(cls, settings: dict) -> "ModelConfig":
-        """The inverse of dataclasses.asdict (as stored in a trained generator.pt)."""
+        """The inverse of `identity` and of dataclasses.asdict (as stored in a generator.pt)."""
         return cls(**{**settings, "training": TrainingConfig(**settings["training"])})
 
+    def run_key(self) -> str:
+        """Names the checkpoints of one setting: the settings of role MODEL and the network
+        format. A changed architecture or loss starts a new run beside the old one instead of
+        resuming weights that no longer fit; a changed schedule or operational setting resumes."""
+        settings = {
+            **_with_role(self.identity(), ModelConfig, Role.MODEL),
+            "training": _with_role(self.identity()["training"], TrainingConfig, Role.MODEL),
+            "network_format": NETWORK_FORMAT,
+        }
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
     def distinguishing_settings(self) -> dict[str, object]:
-        """The settings in which this model differs from the defaults of its generator, model
-        keys first (operational training keys left out): what tells its table row apart."""
-        defaults = ModelConfig.from_config(
-            validate({"models": {self.name: {"generator": self.generator}}, "compare": [self.name]}), self.name
-        )
-        mine, base = asdict(self), asdict(defaults)
-        changed = {k: v for k, v in mine.items() if k not in ("name", "training") and v != base[k]}
-        changed.update(
-            (k, v)
-            for k, v in mine["training"].items()
-            if k not in OPERATIONAL_TRAINING_KEYS and v != base["training"][k]
-        )
+        """What tells this model's table row apart: the settings that change what it trains
+        (roles MODEL and SCHEDULE) and have no column of their own, where they differ from its
+        generator's defaults with config.yaml's training settings; model keys first."""
+        defaults = ModelConfig(name=self.name, generator=self.generator, training=TrainingConfig.defaults())
+        changed = {}
+        for mine, base in ((self, defaults), (self.training, defaults.training)):
+            for item in fields(mine):
+                meta, value = item.metadata, getattr(mine, item.name)
+                if meta["role"] is not Role.OPERATIONAL and not meta["column"] and not is_dataclass(value):
+                    if value != getattr(base, item.name):
+                        changed[item.name] = value
         return changed
 
     @property
     def stride(self) -> int:
         """How many times the generator halves (pix2pixHD) or doubles (SPADE) its grid, as a factor."""
-        steps = self.resnet_downsample if self.generator == "pix2pixhd" else SPADE_UPSAMPLINGS[self.num_upsampling_layers]
-        return 2**steps
+        return generator_stride(self.generator, self.num_upsampling_layers, self.resnet_downsample)
 
 
-def section_json(config: dict, name: str) -> str:
-    """One config section as compact JSON: what a rule passes to its stage's CLI, so that
-    Snakemake reruns a stage exactly when its own section changes."""
-    return json.dumps(config[name], sort_keys=True, separators=(",", ":"))
+# The metrics keys that Inception statistics are computed with: the real test images' are
+# computed once per resolution, and the other metrics keys must not make them rerun.
+INCEPTION_KEYS = ("inception_weights", "batch_size", "device")
+
+
+def section_json(config: dict, name: str, keys: tuple[str, ...] | None = None) -> str:
+    """One config section (or its `keys`) as compact JSON: what a rule passes to its stage's
+    CLI, so that Snakemake reruns a stage exactly when what it reads changes."""
+    section = config[name] if keys is None else {key: config[name][key] for key in keys}
+    return json.dumps(section, sort_keys=True, separators=(",", ":"))

@@ -1,17 +1,24 @@
 """Training on several processes with torch.distributed, as torchrun starts them (one per GPU,
 or several CPU processes with the gloo backend).
 
-Every process runs the same loop on its slice of each global batch; DistributedDataParallel
-averages the gradients. What must be summed over all processes for the result to equal one
-process on the whole batch (batch-norm statistics, the VAE's KL sum) goes through sum_over_ranks,
-an all-reduce that gradients flow back through.
+Every process runs the same loop on its share of each global batch (`World.share`), and
+DistributedDataParallel averages the networks' gradients. What else has to combine across the
+processes goes through the World: batch-norm statistics are summed (`World.sum`, which
+gradients flow back through) so that they are the global batch's; the logged losses are averaged
+(`World.mean`); a stop asked of any process stops them all (`World.any`); `World.barrier` waits
+for all. The VAE's KL term, a sum over the batch, needs none of these: the training step scales
+it by the number of processes, so that DDP's average of the gradients is the gradient of the
+whole batch's sum.
+
+One source of truth: the process group. `start` begins it and returns this process's World;
+`World.current()`, which the norms ask while they run, reads the same group.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -23,9 +30,21 @@ TIMEOUT = datetime.timedelta(minutes=10)
 
 @dataclass(frozen=True)
 class World:
+    """This process's place among the training processes, and the device it computes on."""
+
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @classmethod
+    def current(cls, device: torch.device | None = None) -> "World":
+        """The world of the process group this process belongs to (a world of one without one)."""
+        device = device if device is not None else torch.device("cpu")
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return cls(device=device)
+        rank = dist.get_rank()
+        return cls(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)), device)
 
     @property
     def main(self) -> bool:
@@ -37,31 +56,49 @@ class World:
         per_rank = batch_size // self.size
         return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
 
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum of `tensor` over all processes, differentiable: each process's tensor gets the
+        sum of all processes' gradients. The tensor itself in a world of one."""
+        return _SumOverRanks.apply(tensor) if self.size > 1 else tensor
 
-def start(device_type: str) -> World:
-    """The world torchrun described in the environment, its process group started (a plain
-    `python` run is a world of one and starts nothing)."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size == 1:
-        return World()
-    world = World(int(os.environ["RANK"]), size, int(os.environ["LOCAL_RANK"]))
-    if device_type == "cuda":
-        torch.cuda.set_device(world.local_rank)
-    dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=TIMEOUT)
-    return world
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean of a tensor over all processes, detached (e.g. logged losses)."""
+        if self.size == 1:
+            return tensor.detach()
+        total = tensor.detach().clone()
+        dist.all_reduce(total)
+        return total / self.size
+
+    def any(self, flag: bool) -> bool:
+        """Whether `flag` is true in any process."""
+        if self.size == 1:
+            return flag
+        flags = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        return bool(flags.item())
+
+    def barrier(self) -> None:
+        """Wait until every process is here."""
+        if self.size > 1:
+            dist.barrier()
+
+
+def start(device: torch.device) -> World:
+    """This process's World as torchrun described it in the environment, its process group
+    started (NCCL on CUDA, with this process on its node's GPU local_rank; gloo on the CPU). A
+    plain `python` run is a world of one and starts nothing."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return World(device=device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+    return World.current(device)
 
 
 def stop() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def world_size() -> int:
-    return dist.get_world_size() if distributed() else 1
 
 
 class _SumOverRanks(torch.autograd.Function):
@@ -78,22 +115,3 @@ class _SumOverRanks(torch.autograd.Function):
         total = grad.clone()
         dist.all_reduce(total)
         return total
-
-
-def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
-    """The sum of `tensor` over all processes, differentiable; the tensor itself on one."""
-    return _SumOverRanks.apply(tensor) if distributed() else tensor
-
-
-def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
-    """The mean of a detached tensor (e.g. logged losses) over all processes."""
-    if not distributed():
-        return tensor
-    total = tensor.detach().clone()
-    dist.all_reduce(total)
-    return total / dist.get_world_size()
-
-
-def barrier() -> None:
-    if distributed():
-        dist.barrier()

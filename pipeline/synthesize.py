@@ -22,38 +22,19 @@ import numpy as np
 import torch
 
 from pipeline import cli
-from pipeline.config import NETWORK_FORMAT, ModelConfig
-from pipeline.dataset import one_hot_labels, to_uint8_images, working_image, working_labels
+from pipeline.config import ModelConfig
+from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.images import save_png
-from pipeline.models import Networks, build
+from pipeline.layout import RESULTS
 from pipeline.models.encoder import sample_z
+from pipeline.models.networks import Networks
+from pipeline.models.trained import load_trained
+from pipeline.pairs import one_hot_labels, to_uint8_images, working_image, working_labels
 from pipeline.parse.manifest import read_manifests
-from pipeline.devices import resolve_device
 from pipeline.progress import progress
 
 log = logging.getLogger("pipeline.synthesize")
-
-
-def load_trained(weights: str | os.PathLike, device: torch.device) -> tuple[ModelConfig, Networks]:
-    """A trained model's settings and networks (generator and encoder in eval mode)."""
-    weights = Path(weights)
-    if not weights.is_file():
-        raise PipelineError(f"{weights}: no trained generator (train the model first)")
-    saved = torch.load(weights, map_location="cpu", weights_only=True)
-    if saved.get("format") != NETWORK_FORMAT:
-        raise PipelineError(
-            f"{weights}: written by another version of the pipeline (network format {saved.get('format', 1)}, "
-            f"this one reads {NETWORK_FORMAT}); train the model again (snakemake reruns its train job)"
-        )
-    model = ModelConfig.from_settings(saved["model"])
-    networks = build(model)
-    networks.generator.load_state_dict(saved["generator"])
-    if networks.encoder is not None:
-        networks.encoder.load_state_dict(saved["encoder"])
-        networks.encoder.to(device).eval()
-    networks.generator.to(device).eval()
-    return model, networks
 
 
 def image_generator(seed: int, image_id: str, device: torch.device) -> torch.Generator:
@@ -121,7 +102,7 @@ def main() -> None:
         prog="python -m pipeline.synthesize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", help="a trained model's name: its weights are results/models/NAME/generator.pt")
+    which.add_argument("--model", help=f"a trained model's name: its weights are {RESULTS.model('NAME').generator}")
     which.add_argument("--weights", type=Path, help="a generator.pt written by the training stage")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--labels", type=Path, nargs="+", help="label map PNGs (class indices)")
@@ -140,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device, "--device")
-    weights = args.weights or Path("results/models") / args.model / "generator.pt"
+    weights = args.weights or RESULTS.model(args.model).generator
     model, networks = load_trained(weights, device)
     if args.labels:
         if args.vae_z == "encode":

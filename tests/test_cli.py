@@ -6,11 +6,9 @@ import os
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
 
 # A generator pass and its backward, as a training step runs them, after what a stage's entry
 # point does first (mode "cli") or not ("default"); prints the page faults per pass after two
@@ -18,12 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 FAULTS_PER_PASS = """
 import resource, sys, torch
 from pipeline import cli
-from pipeline.config import ModelConfig, validate
-from pipeline.models import build
+from pipeline.config import ModelConfig, resolve
+from pipeline.models.networks import build
 if sys.argv[1] == "cli":
     cli.run(lambda: None)
-config = validate({"training": {"resolution": 64}})
-config["models"]["spade"].update(ngf=8, ndf=8)
+config = resolve({"training": {"resolution": 64}, "models": {"spade": {"ngf": 8, "ndf": 8}}})
 generator = build(ModelConfig.from_config(config, "spade")).generator
 seg = torch.nn.functional.one_hot(torch.randint(0, 19, (4, 64, 64)), 19).permute(0, 3, 1, 2).float()
 for _ in range(2):

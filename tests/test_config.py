@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
+import re
+from dataclasses import MISSING, fields
 
 import pytest
 import yaml
-from conftest import REPO
+from support import REPO
 
-from pipeline.config import ConfigError, DataConfig, load, validate
+from pipeline.config import (
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    ParsingConfig,
+    Role,
+    TrainingConfig,
+    load,
+    resolve,
+    schema,
+)
+from pipeline.models.architecture import SWITCH_STATS
+
+
+def schema_keys(part: dict, prefix: str = "") -> set[str]:
+    """The leaf keys an object of the schema declares (the models' entries are free-form names)."""
+    keys = set()
+    for key, value in part.get("properties", {}).items():
+        if "$ref" in value:
+            value = schema()["$defs"][value["$ref"].rsplit("/", 1)[-1]]
+        nested = value.get("type") == "object" and "properties" in value
+        keys |= schema_keys(value, f"{prefix}{key}.") if nested else {prefix + key}
+    return keys
 
 
 def leaf_keys(tree: dict, prefix: str = "") -> set[str]:
@@ -19,21 +43,35 @@ def leaf_keys(tree: dict, prefix: str = "") -> set[str]:
     return keys
 
 
-def test_config_yaml_documents_every_key_with_its_default():
+def test_config_yaml_gives_every_key_of_the_schema_a_default_and_the_schema_gives_none():
+    """One place owns each default: config.yaml holds every key's (the schema's and the
+    dataclasses' fields are the same keys), the schema only types and ranges."""
     shipped = yaml.safe_load((REPO / "config.yaml").read_text())
-    defaults = validate({})
-    # Model entries name only what differs; their keys are documented in one comment.
-    models = (shipped.pop("models"), defaults.pop("models"))
-    assert leaf_keys(shipped) == leaf_keys(defaults)
-    shipped["models"], defaults["models"] = models
-    shipped = validate(copy.deepcopy(shipped))
-    # The figures papers report are config.yaml's alone (context for the table, not defaults).
-    assert any([entry.pop("published", None) for entry in shipped["models"].values()])
-    assert shipped == defaults
+    shipped_models = shipped.pop("models")
+    assert leaf_keys(shipped) == schema_keys(schema()) - {"models"}
+    assert '"default":' not in json.dumps(schema())
+    config = resolve()
+    DataConfig.from_dict(config["data"])
+    ParsingConfig.from_dict(config["parsing"])
+    TrainingConfig(**config["training"])
+    assert set(shipped_models) == set(config["models"]) and set(config["compare"]) <= set(shipped_models)
+
+
+def test_config_yaml_lists_the_model_keys_with_modelconfigs_defaults():
+    """A model entry names only what differs from ModelConfig's defaults; config.yaml's comment
+    lists them (`key: default`) and must say what the dataclass says, for every key the schema
+    allows in an entry."""
+    comment = (REPO / "config.yaml").read_text().split("models:\n", 1)[1].split("\n  spade:")[0]
+    defaults = {f.name: f.default for f in fields(ModelConfig) if f.default is not MISSING}
+    entry_keys = set(schema()["$defs"]["model"]["properties"]) - {"generator", "training", "published"}
+    assert set(defaults) == entry_keys
+    for key, value in defaults.items():
+        shown = "[" + ", ".join(value) + "]" if isinstance(value, tuple) else yaml.safe_dump(value).split("\n")[0]
+        assert re.search(rf"(?<!\w){key}: {re.escape(shown)}(?!\w)", comment), f"config.yaml's comment on {key}: {shown}"
 
 
 def test_defaults_fill_nested_sections():
-    config = validate({"data": {"ffhq": {"workers": 3}}})
+    config = resolve({"data": {"ffhq": {"workers": 3}}})
     assert config["data"]["ffhq"]["workers"] == 3
     assert config["data"]["ffhq"]["kind"] == "images1024x1024"
     assert config["data"]["test_fraction"] == 0.2
@@ -79,7 +117,7 @@ def test_defaults_fill_nested_sections():
 )
 def test_bad_values_name_the_key_in_one_line(config, message):
     with pytest.raises(ConfigError, match=message) as err:
-        validate(config)
+        resolve(config)
     assert "\n" not in str(err.value)
 
 
@@ -119,12 +157,10 @@ def test_describe_takes_several_config_files(tmp_path):
 
 
 def test_a_models_distinguishing_settings_are_what_differs_from_its_generators_defaults():
-    from pipeline.config import ModelConfig
-
-    config = validate({"models": {"wide": {"generator": "spade", "ngf": 96, "training": {"lr_G": 2e-4, "device": "cpu"}}},
-                       "compare": ["wide"]})
+    config = resolve({"models": {"wide": {"generator": "spade", "ngf": 96, "training": {"lr_G": 2e-4, "device": "cpu"}}},
+                      "compare": ["wide"]})
     assert ModelConfig.from_config(config, "wide").distinguishing_settings() == {"ngf": 96, "lr_G": 2e-4}  # not device
-    defaults = validate({})
+    defaults = resolve()
     settings = {name: ModelConfig.from_config(defaults, name).distinguishing_settings() for name in defaults["compare"]}
     assert settings == {"spade": {}, "spade_instance": {"norm": "instance"}, "spade_vae": {"vae": True},
                         "spade_switchnorm": {"norm": "switch"},
@@ -135,11 +171,9 @@ def test_a_models_distinguishing_settings_are_what_differs_from_its_generators_d
 
 def test_published_figures_are_not_a_setting_of_the_model():
     """They are context for the table: changing them must not change what the train rule sees."""
-    from pipeline.config import ModelConfig
-
-    plain = validate({"models": {"spade": {"generator": "spade"}}, "compare": ["spade"]})
-    cited = validate({"models": {"spade": {"generator": "spade", "published": [{"paper": "p", "dataset": "d"}]}},
-                      "compare": ["spade"]})
+    plain = resolve({"models": {"spade": {"generator": "spade", "published": []}}, "compare": ["spade"]})
+    cited = resolve({"models": {"spade": {"generator": "spade", "published": [{"paper": "p", "dataset": "d"}]}},
+                     "compare": ["spade"]})
     assert ModelConfig.from_config(plain, "spade").to_json() == ModelConfig.from_config(cited, "spade").to_json()
 
 
@@ -147,9 +181,7 @@ def test_a_model_saved_before_switch_stats_existed_keeps_its_identity_and_loads(
     """Models trained before the setting existed mixed all three statistics: their generator.pt
     (settings without the key) must still load, and their run key and rule parameters must not
     change, or every existing model would retrain from step 0."""
-    from pipeline.config import SWITCH_STATS, ModelConfig
-
-    config = validate({})
+    config = resolve()
     for name in ("spade", "spade_switchnorm", "pix2pixhd"):
         model = ModelConfig.from_config(config, name)
         assert "switch_stats" not in model.to_json()
@@ -158,3 +190,27 @@ def test_a_model_saved_before_switch_stats_existed_keeps_its_identity_and_loads(
     inln = ModelConfig.from_config(config, "spade_switchnorm_inln")
     assert json.loads(inln.to_json())["switch_stats"] == ["instance", "layer"]
     assert ModelConfig.from_json(inln.to_json()) == inln
+
+
+def test_each_settings_role_decides_what_changing_it_changes():
+    """Every training setting: a change reruns the model's jobs (its identity); it starts a new
+    run (another run key) exactly for role MODEL; it shows in the row's settings unless its role is
+    OPERATIONAL or the table has a column for it."""
+    base = ModelConfig.from_config(resolve(), "spade")
+    for item in fields(TrainingConfig):
+        value = getattr(base.training, item.name)
+        other = (not value) if isinstance(value, bool) else "cpu" if item.name == "device" else value + 1
+        changed = dataclasses.replace(base, training=dataclasses.replace(base.training, **{item.name: other}))
+        role, column = item.metadata["role"], item.metadata["column"]
+        assert changed.to_json() != base.to_json(), item.name
+        assert (changed.run_key() != base.run_key()) == (role is Role.MODEL), item.name
+        shown = item.name in changed.distinguishing_settings()
+        assert shown == (role is not Role.OPERATIONAL and not column), item.name
+
+
+def test_the_run_key_of_a_default_model_is_what_its_checkpoints_are_filed_under():
+    """A run key names the folder of existing checkpoints: computing it differently would make
+    every trained model start again from step 0 (NETWORK_FORMAT changes it on purpose)."""
+    assert ModelConfig.from_config(resolve(), "spade").run_key() == "2b999f365134"
+    demo = load(REPO / "workflow" / "demo" / "config.yaml")
+    assert ModelConfig.from_config(demo, "spade").run_key() == "6baa4907a91a"

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, data_section, md5
+from support import REPO, data_section, md5
 
 from pipeline.config import ConfigError, DataConfig
 from pipeline.data import ffhq

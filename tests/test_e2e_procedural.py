@@ -5,7 +5,7 @@ With real photos the parser here is random (the pretrained weights cannot be dow
 metrics cannot show anything. On pipeline/demo/faces.py drawings they can: a BiSeNet trained on
 other drawings (rule demo_parser) parses them well, and the table must then order the rows the
 way the science says: real > trained SPADE >> untrained SPADE in mIoU, and trained SPADE below
-untrained in FID; seed 003's unpooling generator, trained as long, also above untrained. Thresholds and the measured values are in docs/benchmarks.md.
+untrained in FID; Gorrepati & Lau's unpooling generator, trained as long, also above untrained. Thresholds and the measured values are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, shared_dir, snakemake
+from support import REPO, shared_inception, snakemake
 
 from pipeline.labelmaps import read_label
 from pipeline.metrics import confusion_matrix, pixel_accuracy
@@ -38,12 +38,11 @@ CACHE = REPO / ".cache" / "e2e"
 
 
 def parser_cache() -> Path:
-    code = b"".join((REPO / "pipeline" / "demo" / name).read_bytes() for name in ("faces.py", "parser.py", "__main__.py"))
+    code = b"".join((REPO / "pipeline" / name).read_bytes() for name in ("data/procedural.py", "demo/parser.py", "demo/__main__.py"))
     return CACHE / f"procedural_bisenet_{hashlib.sha256(code).hexdigest()[:16]}.pth"
 
 
-@pytest.mark.skipif(shared_dir() is None, reason="FID needs the Inception weights in ../shared/weights")
-def test_metrics_move_the_way_the_science_says(tmp_path):
+def test_metrics_move_the_way_the_science_says(shared, tmp_path):
     started = time.monotonic()
     cached = parser_cache()
     was_cached = cached.exists()
@@ -51,8 +50,7 @@ def test_metrics_move_the_way_the_science_says(tmp_path):
         (tmp_path / PARSER).parent.mkdir(parents=True)
         shutil.copyfile(cached, tmp_path / PARSER)
     # The demo as shipped; only the Inception weights come from ../shared (no download here).
-    inception = shared_dir() / "weights" / "pt_inception-2015-12-05-6726825d.pth"
-    (tmp_path / "offline.yaml").write_text(yaml.safe_dump({"metrics": {"inception_weights": str(inception)}}))
+    (tmp_path / "offline.yaml").write_text(yaml.safe_dump({"metrics": {"inception_weights": str(shared_inception())}}))
     result = snakemake("results/table.csv", "--cores", "2", "--configfile", str(DEMO), "offline.yaml", cwd=tmp_path,
                        timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -81,7 +79,7 @@ def test_metrics_move_the_way_the_science_says(tmp_path):
     assert miou["spade_untrained"] <= 0.25 * miou["real"]
     assert miou["spade"] >= 2 * miou["spade_untrained"]
     assert fid["spade"] < fid["spade_untrained"]
-    # Seed 003's unpooling generator, trained as long, learns the layout too, more slowly (its
+    # Gorrepati & Lau's unpooling generator, trained as long, learns the layout too, more slowly (its
     # unpoolings leave 3 of 4 pixels at 0 and show as a grid at 1000 steps; measured 1.91 x the
     # untrained mIoU, docs/benchmarks.md)
     assert miou["spade_unpool"] >= 1.5 * miou["spade_untrained"]

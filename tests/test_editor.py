@@ -24,14 +24,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
 from PIL import Image
 from seeded_parser import write_seeded_weights
+from support import REPO, fingerprint, keep_run, kept_run
 
-from pipeline.config import ModelConfig, validate
+from pipeline.config import ModelConfig, resolve
+from pipeline.data.procedural import write_faces
 from pipeline.data.split import SplitRow, write_split
-from pipeline.dataset import resize_labels
-from pipeline.demo.faces import write_faces
 from pipeline.editor.backend import (
     MAX_IMAGE_PIXELS,
     Busy,
@@ -48,6 +47,7 @@ from pipeline.editor.server import MAX_REQUEST_BYTES, EditorServer
 from pipeline.errors import PipelineError
 from pipeline.images import ImageReadError, load_rgb
 from pipeline.labelmaps import CLASS_NAMES, CLASSES, read_label
+from pipeline.pairs import resize_labels
 from pipeline.parse.manifest import write_manifest
 from pipeline.synthesize import synthesize
 from pipeline.train import train
@@ -64,9 +64,7 @@ def tiny_model(name: str) -> ModelConfig:
     settings = {"resolution": 64, "batch_size": 4, "iterations": 30, "lr_G": 1e-3, "lr_D": 1e-3,
                 "decay_start": 10_000, "checkpoint_every": 10_000, "sample_every": 10_000, "vgg": False,
                 "workers": 1, "device": "cpu"}
-    config = validate({"training": settings})
-    config["models"][name].update(ngf=8, ndf=8)
-    return ModelConfig.from_config(config, name)
+    return ModelConfig.from_config(resolve({"training": settings, "models": {name: {"ngf": 8, "ndf": 8}}}), name)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -79,13 +77,7 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A run's results folder: spade and spade_vae trained on procedural faces (128x128 label
-    maps), a parsing manifest whose test faces are four others (its paths relative to the run's
-    directory, as the workflow writes them; the editor runs from elsewhere), and, where the
-    editor looks for them by default, seeded parser weights."""
-    root = tmp_path_factory.mktemp("run")
+def make_run(root: Path) -> None:
     faces = root / "faces"
     ids = write_faces(faces, range(12))
     images = [str(faces / "images" / f"{image_id}.png") for image_id in ids]
@@ -97,6 +89,22 @@ def run(tmp_path_factory) -> Path:
     for name in MODELS:
         train(tiny_model(name), images[:-test], labels[:-test], root / "results" / "models" / name)
     write_seeded_weights(root / "resources" / "weights" / "parsing_bisenet.pth")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A run's results folder: spade and spade_vae trained on procedural faces (128x128 label
+    maps), a parsing manifest whose test faces are four others (its paths relative to the run's
+    directory, as the workflow writes them; the editor runs from elsewhere), and, where the
+    editor looks for them by default, seeded parser weights. Made once per checkout, code and
+    machine, and kept (tests/support.py: kept_run); each session works on its own copy."""
+    key = fingerprint("editor", MODELS, made_by=Path(__file__))
+    if not kept_run("editor", key).exists():
+        made = tmp_path_factory.mktemp("made")
+        make_run(made)
+        keep_run("editor", key, made, ["faces", "results", "resources"])
+    root = tmp_path_factory.mktemp("run")
+    shutil.copytree(kept_run("editor", key), root, dirs_exist_ok=True)
     return root / "results"
 
 

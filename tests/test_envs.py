@@ -12,21 +12,11 @@ import tomllib
 
 import pytest
 import yaml
-from conftest import REPO
+from support import REPO, rule_blocks
 
 # Import name or pip distribution name -> conda-forge package name, where they differ.
 CONDA_NAMES = {"PIL": "pillow", "yaml": "pyyaml", "torch": "pytorch", "snakemake": "snakemake-minimal", "cv2": "opencv",
                "pytorch_fid": "pytorch-fid", "opencv-python": "opencv"}
-
-
-def rule_blocks() -> dict[str, str]:
-    """The text of each rule in workflow/rules that runs something, by name."""
-    blocks = {}
-    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"^(?=(?:rule|checkpoint) )", smk.read_text(), flags=re.M)[1:]:
-            if "shell:" in block:  # a target rule that only gathers inputs runs nothing
-                blocks[re.match(r"(?:rule|checkpoint) (\w+):", block).group(1)] = block
-    return blocks
 
 
 def rules() -> list[tuple[str, str, str]]:

@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, shared_dir
 from pytorch_fid.fid_score import calculate_frechet_distance
+from support import INCEPTION_WEIGHTS, REPO, shared_inception, shared_root
 
 from pipeline.errors import PipelineError
 from pipeline.fid import Statistics, _unbiased_mmd2, frechet_distance, image_files, kernel_inception_distance
@@ -105,16 +105,17 @@ def test_missing_inception_weights_are_one_clear_line(tmp_path):
     assert offline.returncode == 1
     line = offline.stderr.strip().splitlines()[-1]
     assert "cannot get pytorch-fid's Inception weights from https://github.com/mseitzer/pytorch-fid" in line
-    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth") in line
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / INCEPTION_WEIGHTS) in line
     assert not list((tmp_path / "torch" / "hub" / "checkpoints").glob("*"))  # nothing half-downloaded
 
 
-SHARED_WEIGHTS = (shared_dir() or REPO / "missing") / "weights" / "pt_inception-2015-12-05-6726825d.pth"
+SHARED_WEIGHTS = shared_inception()
+NO_WEIGHTS = f"needs {SHARED_WEIGHTS}, the offline rebuild of pytorch-fid's weights (set PIPELINE_SHARED)"
 
 
 def two_face_folders(tmp_path, count: int) -> tuple[str, str]:
     """Folders a and b of `count` different real faces each."""
-    faces = sorted((shared_dir() / "data" / "faces").glob("*.jpg"))
+    faces = sorted((shared_root() / "data" / "faces").glob("*.jpg"))
     for name, chosen in (("a", faces[:count]), ("b", faces[count : 2 * count])):
         (tmp_path / name).mkdir()
         for face in chosen:
@@ -122,7 +123,7 @@ def two_face_folders(tmp_path, count: int) -> tuple[str, str]:
     return str(tmp_path / "a"), str(tmp_path / "b")
 
 
-@pytest.mark.skipif(not SHARED_WEIGHTS.exists(), reason="needs ../shared/weights/pt_inception-2015-12-05-6726825d.pth")
+@pytest.mark.skipif(not SHARED_WEIGHTS.exists(), reason=NO_WEIGHTS)
 def test_pipeline_fid_equals_the_pytorch_fid_cli_on_real_faces(tmp_path):
     a, b = two_face_folders(tmp_path, 12)
     hub = tmp_path / "torch" / "hub" / "checkpoints"
@@ -146,7 +147,7 @@ def test_pipeline_fid_equals_the_pytorch_fid_cli_on_real_faces(tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not SHARED_WEIGHTS.exists(), reason="needs ../shared/weights/pt_inception-2015-12-05-6726825d.pth")
+@pytest.mark.skipif(not SHARED_WEIGHTS.exists(), reason=NO_WEIGHTS)
 def test_fid_on_cuda_equals_fid_on_the_cpu(tmp_path):
     a, b = two_face_folders(tmp_path, 24)
     results = {}

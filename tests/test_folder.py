@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import face_images
 from PIL import Image
+from support import face_images
 
-from pipeline.config import ConfigError, DataConfig, validate
+from pipeline.config import ConfigError, DataConfig, resolve
 from pipeline.data.__main__ import prepare
 from pipeline.errors import PipelineError
 from pipeline.images import ImageReadError, load_rgb
@@ -15,7 +15,7 @@ from pipeline.images import ImageReadError, load_rgb
 
 def folder_config(folder, **overrides) -> DataConfig:
     section = {"source": "folder", "folder": str(folder), "subsample": None, "test_fraction": 0.25, **overrides}
-    return DataConfig.from_dict(validate({"data": section})["data"])
+    return DataConfig.from_dict(resolve({"data": section})["data"])
 
 
 @pytest.fixture

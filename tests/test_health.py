@@ -9,12 +9,12 @@ import math
 
 import pytest
 import torch
+from support import tiny_model
 
+from pipeline.data.procedural import write_faces
 from pipeline.evaluate import training_summary
-from pipeline.demo.faces import write_faces
 from pipeline.health import WINDOW, HealthWatch, output_spread
 from pipeline.train import train
-from test_train import tiny_model
 
 
 def test_output_spread_is_zero_for_one_image_everywhere_and_one_for_the_real_spread():
@@ -51,7 +51,7 @@ def test_a_resumed_watch_replays_the_log_to_the_same_signs():
 
 @pytest.fixture(scope="module")
 def procedural_pairs(tmp_path_factory) -> tuple[list[str], list[str]]:
-    """16 procedural faces: label maps as varied as faces' (pipeline/demo/faces.py)."""
+    """16 procedural faces: label maps as varied as faces' (pipeline/data/procedural.py)."""
     folder = tmp_path_factory.mktemp("procedural")
     ids = write_faces(folder, range(16), size=64)
     return [str(folder / "images" / f"{i}.png") for i in ids], [str(folder / "labels" / f"{i}.png") for i in ids]

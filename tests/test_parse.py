@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, face_images
 from facexlib.parsing.bisenet import BiSeNet
 from facexlib.utils.misc import img2tensor
 from seeded_parser import write_seeded_weights
+from support import REPO, face_images
 from torchvision.transforms.functional import normalize
 
 from pipeline.download import RetryPolicy

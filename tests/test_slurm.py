@@ -9,9 +9,8 @@ import re
 
 import pytest
 import yaml
-from conftest import REPO, shared_dir, smoke_config, snakemake
 from local_slurm import ACCOUNT, NODE_CPUS, PARTITION, LocalSlurm, node_resources, unavailable_reason
-from test_envs import rule_blocks
+from support import REPO, rule_blocks, smoke_config, snakemake
 
 pytestmark = [
     pytest.mark.slurm,
@@ -20,7 +19,6 @@ pytestmark = [
         importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
         reason="snakemake-executor-plugin-slurm is not installed (pip install -e '.[test]')",
     ),
-    pytest.mark.skipif(shared_dir() is None, reason="the smoke workflow needs the offline FFHQ sample in ../shared"),
 ]
 
 
@@ -29,7 +27,7 @@ def rule_threads() -> dict[str, int]:
     return {rule: int(m.group(1)) for rule, block in rule_blocks().items() if (m := re.search(r"threads: (\d+)$", block, re.M))}
 
 
-def test_smoke_workflow_through_the_slurm_profile(tmp_path):
+def test_smoke_workflow_through_the_slurm_profile(shared, tmp_path):
     # The shipped profile, with this cluster's partition and account; the node has 2 CPUs, no
     # GPU and 23 GB, so every job gets at most 2 CPUs, 1 GB and no GPU.
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())

@@ -10,33 +10,24 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, snakemake
 from PIL import Image
+from support import REPO, snakemake
 
-from pipeline.config import NETWORK_FORMAT, ModelConfig, validate
+from pipeline.config import ModelConfig, resolve
 from pipeline.errors import PipelineError
 from pipeline.labelmaps import write_label
-from pipeline.models import build
-from pipeline.synthesize import load_trained, synthesize
+from pipeline.models.networks import build
+from pipeline.models.trained import load_trained, save_trained
+from pipeline.synthesize import synthesize
 from pipeline.table import COLUMNS, markdown
 
 
 def saved_generator(tmp_path, name: str):
-    config = validate({"training": {"resolution": 32}})
-    config["models"][name].update(ngf=8, ndf=8)
+    config = resolve({"training": {"resolution": 32}, "models": {name: {"ngf": 8, "ndf": 8}}})
     model = ModelConfig.from_config(config, name)
     torch.manual_seed(0)
-    networks = build(model)
     path = tmp_path / f"{name}.pt"
-    torch.save(
-        {
-            "format": NETWORK_FORMAT,
-            "model": __import__("dataclasses").asdict(model),
-            "generator": networks.generator.state_dict(),
-            "encoder": networks.encoder.state_dict() if networks.encoder else None,
-        },
-        path,
-    )
+    save_trained(path, model, build(model))
     return path
 
 
@@ -222,16 +213,16 @@ def test_published_figures_go_under_the_table_apart_from_the_measured_rows():
     lines = published_section(published).splitlines()
     assert lines[1] == "### Published figures (context, not targets)"
     body = [line for line in lines if line.startswith("| ")][2:]  # after the header and its rule
-    assert "| spade | seed 000: Zhang, Li & Zhou | FFHQ (10,000 faces), CelebAMask-HQ's parser | 91.39 | 72.13 |  |" in (
+    assert "| spade | Zhang, Li & Zhou n.d. | FFHQ (10,000 faces), CelebAMask-HQ's parser | 91.39 | 72.13 |  |" in (
         "\n".join(body)
     )
-    assert "| spade_unpool | seed 003: Gorrepati & Lau, novel gen. | ADE20K | 79.5 | 38.2 |  |" in "\n".join(body)
-    assert "| pix2pixhd | seed 001: Park et al. 2019, table 1 | ADE20K | 69.2 | 20.3 | 81.8 |" in "\n".join(body)
+    assert "| spade_unpool | Gorrepati & Lau n.d., novel gen. | ADE20K | 79.5 | 38.2 |  |" in "\n".join(body)
+    assert "| pix2pixhd | Park et al. 2019, table 1 | ADE20K | 69.2 | 20.3 | 81.8 |" in "\n".join(body)
     assert {line.split(" | ")[0][2:] for line in body} == {"spade", "spade_switchnorm_inln", "spade_unpool", "pix2pixhd"}
     assert published_section({"spade": []}) == ""  # nothing published: no section
 
 
-def test_table_columns_are_those_the_issue_asks_for():
+def test_the_table_has_every_column_a_reader_needs():
     for column in (
         "model",
         "settings",
@@ -268,7 +259,8 @@ def test_real_row_compares_real_train_with_real_test_and_models_their_syntheses(
     assert "--images results/real/64/train" in real
     assert "--predictions results/resegment/real/0 results/resegment/real/1 " in real
     assert "--shard 1 --out-dir results/resegment/real/1 " in plan
-    assert "--truth results/real/64/truth" in real and "--weights" not in real
+    assert "--truth results/real/64/truth" in real and "results/models" not in real
     spade = next(line for line in dry_run("results/metrics/spade.json").splitlines() if "evaluate row" in line)
-    assert "--images results/synth/spade" in spade and "--weights results/models/spade/generator.pt" in spade
+    assert "--images results/synth/spade" in spade
+    assert "--trained results/models/spade/generator.pt results/models/spade/train_log.csv" in spade
     assert "--truth results/real/64/truth" in spade

@@ -4,66 +4,44 @@ kill to exactly the weights of an uninterrupted run."""
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
-from conftest import REPO, face_images
+from support import (
+    L_EYE,
+    R_EYE,
+    REPO,
+    final_weights,
+    read_log,
+    run_training,
+    tiny_model,
+    wait_for_log_rows,
+)
 from torchvision.models import vgg19
 
-from pipeline.config import ModelConfig, validate
-from pipeline.dataset import PairedFaces
-from pipeline.labelmaps import CLASS_NAMES, write_label
+from pipeline.config import ModelConfig, resolve
+from pipeline.data.procedural import procedural_face
+from pipeline.distributed import World
+from pipeline.layout import ModelFiles
 from pipeline.models.loss import VGGLoss, d_hinge_loss, feature_matching_loss, g_hinge_loss, kld_loss
-from pipeline.models import build
+from pipeline.models.objective import SPADEObjective
+from pipeline.pairs import PairedFaces
 from pipeline.train import (
-    LOSSES,
     Checkpoints,
+    Trainer,
     batch_indices,
     learning_rate,
     make_optimizers,
-    resume,
-    run_key,
     stop_requests,
     train,
 )
-
-L_EYE, R_EYE, SKIN = CLASS_NAMES.index("l_eye"), CLASS_NAMES.index("r_eye"), CLASS_NAMES.index("skin")
-
-
-@pytest.fixture(scope="module")
-def pairs(tmp_path_factory) -> tuple[list[str], list[str]]:
-    """Eight faces with blocky label maps (background, skin, an l_eye left and an r_eye right)."""
-    folder = tmp_path_factory.mktemp("pairs")
-    images, labels = [], []
-    for index, (image_id, data) in enumerate(face_images(8).items()):
-        image = folder / f"{image_id}.img"
-        image.write_bytes(data)
-        label = np.zeros((64, 64), np.uint8)
-        label[8 + index : 56, 8:56] = SKIN
-        label[20:28, 14:24], label[20:28, 40:50] = L_EYE, R_EYE
-        write_label(label, folder / f"{image_id}.png", provenance="test")
-        images.append(str(image))
-        labels.append(str(folder / f"{image_id}.png"))
-    return images, labels
-
-
-def tiny_model(name: str = "spade", **training) -> ModelConfig:
-    settings = {"resolution": 32, "batch_size": 2, "iterations": 4, "decay_start": 2, "checkpoint_every": 2,
-                "sample_every": 2, "vgg": False, "workers": 1, **training}
-    config = validate({"training": settings})
-    config["models"][name].update(ngf=8, ndf=8)
-    return ModelConfig.from_config(config, name)
-
 
 # --- losses --------------------------------------------------------------------------------
 
@@ -158,11 +136,6 @@ def test_flip_mirrors_image_and_label_and_swaps_left_and_right_classes(pairs):
 # --- training ------------------------------------------------------------------------------
 
 
-def read_log(path: Path) -> list[dict[str, float]]:
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if k != "health"} for row in csv.DictReader(f)]
-
-
 @pytest.fixture
 def seeded_vgg_cache(tmp_path, monkeypatch) -> None:
     """Seeded VGG19 weights where torchvision's weights API finds its download."""
@@ -190,7 +163,7 @@ def test_a_few_steps_on_a_tiny_batch_lower_both_losses(pairs, tmp_path, seeded_v
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
-@pytest.mark.parametrize("name", validate({})["compare"])
+@pytest.mark.parametrize("name", resolve()["compare"])
 def test_every_variant_trains_at_64x64_and_saves_loadable_weights(pairs, tmp_path, name, device):
     """On CUDA with the defaults there: bf16 autocast, channels_last, fused Adam."""
     model = tiny_model(name, resolution=64, iterations=2, decay_start=1, device=device)
@@ -212,10 +185,10 @@ def test_zero_iterations_saves_the_untrained_generator(pairs, tmp_path):
 
 @pytest.fixture
 def checkpoints(pairs, tmp_path) -> tuple[ModelConfig, Checkpoints]:
-    """A tiny model trained 2 steps on the CPU (unfused Adam), its checkpoint kept."""
+    """A tiny model trained 2 steps on the CPU, its checkpoint kept."""
     model = tiny_model(iterations=2, decay_start=1, checkpoint_every=2)
     train(model, *pairs, tmp_path)
-    return model, Checkpoints(tmp_path / "runs" / run_key(model) / "checkpoints", keep=1)
+    return model, Checkpoints(ModelFiles(tmp_path).run(model.run_key()).checkpoints, keep=1)
 
 
 @pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
@@ -226,16 +199,18 @@ def test_a_checkpoint_resumes_onto_another_device_with_the_rng_state_on_the_cpu(
     model, found = checkpoints
     saved = torch.load(found.newest(), weights_only=True)
     assert saved["rng_cpu"].dtype == torch.uint8
-    networks = build(model)
+    trainer = Trainer.create(model)
+    networks = trainer.networks
     for network in (networks.generator, networks.discriminator):
         network.to("meta")
-    opt_G, opt_D = make_optimizers(networks, model.training, fused=False)
+    trainer.opt_G, trainer.opt_D = make_optimizers(networks, model.training, fused=False)
     with torch.random.fork_rng():
         torch.manual_seed(123)  # another RNG state than the saved one
-        assert resume(found, networks, opt_G, opt_D) == 2
+        trainer.resume(found)
+        assert trainer.step == 2
         assert torch.equal(torch.get_rng_state(), saved["rng_cpu"])
     assert {p.device.type for p in networks.generator.parameters()} == {"meta"}
-    moments = [state["exp_avg"] for opt in (opt_G, opt_D) for state in opt.state.values()]
+    moments = [state["exp_avg"] for opt in (trainer.opt_G, trainer.opt_D) for state in opt.state.values()]
     assert moments and {m.device.type for m in moments} == {"meta"}
 
 
@@ -243,58 +218,15 @@ def test_a_resumed_optimiser_keeps_the_implementation_chosen_for_its_device(chec
     """A checkpoint of an unfused (CPU) run resumed by fused optimisers (as on CUDA) stays fused,
     with the float32 step counts fused Adam needs, and takes a step."""
     model, found = checkpoints
-    networks = build(model)
-    opt_G, opt_D = make_optimizers(networks, model.training, fused=True)
+    trainer = Trainer.create(model)  # fused optimisers
     with torch.random.fork_rng():
-        resume(found, networks, opt_G, opt_D)
-    for opt in (opt_G, opt_D):
+        trainer.resume(found)
+    for opt in (trainer.opt_G, trainer.opt_D):
         assert opt.param_groups[0]["fused"] is True
         assert {state["step"].dtype for state in opt.state.values()} == {torch.float32}
-    loss = sum(p.sum() for p in networks.discriminator.parameters())
+    loss = sum(p.sum() for p in trainer.networks.discriminator.parameters())
     loss.backward()
-    opt_D.step()
-
-
-def run_training(
-    workdir: Path, pairs, iterations: int, device: str = "cpu", model: str = "spade_vae", processes: int = 1,
-    **training,
-) -> subprocess.Popen:
-    """The CLI on a one-shard manifest, in a subprocess (in its own process group) that a test
-    can signal; with torchrun's processes (gloo) when `processes` > 1."""
-    images, labels = pairs
-    manifest = workdir / "shard.csv"
-    with open(manifest, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image_id", "split", "path", "label"])
-        writer.writerows((Path(i).stem, "train", i, label) for i, label in zip(images, labels))
-    settings = {"resolution": 32, "batch_size": 2, "iterations": iterations, "decay_start": 12,
-                "checkpoint_every": 3, "sample_every": 100, "vgg": False, "workers": 1, "device": device,
-                "gpus": processes, **training}
-    entry = {key: value for key, value in validate({})["models"][model].items() if key != "published"}
-    config = {"training": settings, "models": {model: {**entry, "ngf": 8, "ndf": 8}}, "compare": [model]}
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)] if processes > 1 else []
-    return subprocess.Popen(
-        [sys.executable, *launcher, "-m", "pipeline.train", "--configfile", "config.yaml", "--model", model,
-         "--manifests", "shard.csv", "--out-dir", "out", "--threads", str(processes)],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
-    )
-
-
-def wait_for_log_rows(workdir: Path, rows: int, process: subprocess.Popen) -> None:
-    """Until the run's running log (out/runs/<key>/train_log.csv) has `rows` steps."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        for log in (workdir / "out" / "runs").glob("*/train_log.csv"):
-            if len(log.read_text().splitlines()) > rows:
-                return
-        time.sleep(0.02)
-    raise AssertionError(f"training did not reach {rows} steps: {process.stderr.read() if process.stderr else ''}")
-
-
-def final_weights(workdir: Path) -> dict:
-    return torch.load(workdir / "out" / "generator.pt", weights_only=True)
+    trainer.opt_D.step()
 
 
 def signal_self(signum: int) -> None:
@@ -384,8 +316,6 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(pairs, tmp
 
 
 def bf16_faces() -> PairedFaces:
-    from pipeline.demo.faces import procedural_face
-
     faces = [procedural_face(seed, 32) for seed in range(16)]
     images = torch.from_numpy(np.stack([image for image, _ in faces])).permute(0, 3, 1, 2).contiguous()
     return PairedFaces(images, torch.from_numpy(np.stack([label for _, label in faces])))
@@ -394,15 +324,13 @@ def bf16_faces() -> PairedFaces:
 def run_losses(name: str, device: str, amp: bool, channels_last: bool, steps: int) -> np.ndarray:
     """Each step's logged values of a seeded Trainer (as `train` builds it) on 16 procedural faces
     at 32x32, ngf 8; `amp` turns bf16 autocast on for the CPU too (training uses it on CUDA)."""
-    from pipeline.train import Trainer
-
     model = tiny_model(name, batch_size=4, channels_last=channels_last, amp=amp, flip=False, device=device,
                        iterations=steps, decay_start=steps)
     torch.manual_seed(0)
-    trainer = Trainer.create(model, torch.device(device))
+    trainer = Trainer.create(model, World(device=torch.device(device)))
     trainer.autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=amp)
     data = bf16_faces()
-    return np.array([trainer.run_step(data, step)[0].tolist()[: len(LOSSES)] for step in range(steps)])
+    return np.array([trainer.run_step(data)[0].tolist()[: len(SPADEObjective.LOSSES)] for _ in range(steps)])
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
@@ -422,7 +350,7 @@ def test_bf16_training_follows_fp32(name, device):
     rounding = run_losses(name, device, amp=False, channels_last=True, steps=100)
     windows = [run.reshape(10, 10, -1).mean(axis=1) for run in (fp32, rounding, bf16)]
     band = 3 * np.abs(windows[1] - windows[0]).max(axis=0) + 0.02 * np.abs(windows[0]).mean(axis=0)
-    for index, loss in enumerate(LOSSES):
+    for index, loss in enumerate(SPADEObjective.LOSSES):
         worst = np.abs(windows[2][:, index] - windows[0][:, index]).max()
         assert worst <= band[index], f"{loss}: bf16 strays {worst:.3g} from fp32, band {band[index]:.3g}"
 
@@ -434,14 +362,12 @@ def test_compiled_training_takes_the_eager_step(pairs, device):
     step's losses are the eager ones to rounding. (Later steps
     drift apart as any rounding change makes them: Adam's first update is lr x the sign of each
     gradient.) Minutes: compiling."""
-    from pipeline.dataset import PairedFaces
-    from pipeline.train import Trainer
-
     data = PairedFaces.load(*pairs, resolution=32, workers=1)
     losses = {}
     for compiled in (False, True):
         torch.manual_seed(0)
-        trainer = Trainer.create(tiny_model(compile=compiled, amp=False, device=device), torch.device(device))
-        losses[compiled] = trainer.run_step(data, 0)[0].tolist()
-        assert (trainer.networks.generator is not trainer.stepped.generator) == compiled
+        model = tiny_model(compile=compiled, amp=False, device=device)
+        trainer = Trainer.create(model, World(device=torch.device(device)))
+        losses[compiled] = trainer.run_step(data)[0].tolist()
+        assert (trainer.networks.generator is not trainer.objective.networks.generator) == compiled
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4, atol=1e-6)

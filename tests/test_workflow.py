@@ -13,7 +13,17 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from conftest import REPO, data_section, md5, shared_dir, smoke_config, snakemake
+from support import (
+    REPO,
+    SMOKE_COMPARE,
+    SMOKE_ITERATIONS,
+    data_section,
+    fingerprint,
+    keep_run,
+    md5,
+    smoke_config,
+    snakemake,
+)
 
 from pipeline.data.split import read_split
 from pipeline.files import file_digest
@@ -81,10 +91,11 @@ def test_failed_download_leaves_no_split(fake_ffhq, tmp_path):
     assert not (tmp_path / "results/data/split.csv").exists()
 
 
-@pytest.mark.skipif(shared_dir() is None, reason="needs the offline FFHQ sample and Inception weights in ../shared")
-def test_smoke_config_runs_from_nothing_to_the_table(tmp_path):
-    # 4 training steps, not 200, to keep the suite short; every variant trains in test_train.py.
-    smoke = smoke_config(tmp_path, compare=["spade", "spade_vae", "pix2pixhd"])
+def test_smoke_config_runs_from_nothing_to_the_table(shared, tmp_path):
+    """The smoke configuration with two models and 30 steps, not 200, to keep the suite short
+    (every variant trains in test_train.py). Its table and job times are kept for the crash test,
+    which compares a recovered run with this one."""
+    smoke = smoke_config(tmp_path, compare=SMOKE_COMPARE, iterations=SMOKE_ITERATIONS)
     result = snakemake("parse_all", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = read_split(tmp_path / "results/data/split.csv")
@@ -123,6 +134,8 @@ def test_smoke_config_runs_from_nothing_to_the_table(tmp_path):
         assert 0 <= float(r["mIoU"]) <= 1 and float(r["FID"]) > 0 and r["n_test"] == "10" and r["resolution"] == "64"
     for output in ("table.md", "per_class_iou.csv", "figures/samples.png", "figures/per_class_iou.png"):
         assert (tmp_path / "results" / output).exists(), output
+    key = fingerprint("smoke", SMOKE_COMPARE, SMOKE_ITERATIONS)
+    keep_run("smoke", key, tmp_path, ["results/table.csv", "results/benchmarks"])
     report = snakemake("--report", "report.html", "--configfile", "smoke.yaml", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "report.html").stat().st_size > 10_000

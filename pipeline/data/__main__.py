@@ -14,7 +14,7 @@ from pathlib import Path
 from pipeline import cli
 from pipeline.config import DataConfig, load
 from pipeline.data import ffhq, folder, split
-from pipeline.demo.faces import write_faces
+from pipeline.data.procedural import write_faces
 
 log = logging.getLogger("pipeline.data")
 

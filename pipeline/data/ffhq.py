@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import quote, urlparse
 
-
 from pipeline.config import ConfigError, FfhqSource
 from pipeline.download import (
     DownloadError,

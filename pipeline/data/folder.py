@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
 from pipeline.config import ConfigError
 from pipeline.errors import PipelineError
 from pipeline.images import load_rgb

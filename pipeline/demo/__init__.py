@@ -1,3 +1,3 @@
-"""The offline demo: procedural faces with exact label maps (faces), and a BiSeNet face parser
-trained on them (parser), so that the whole pipeline runs and means something without FFHQ or
-the pretrained parser weights (workflow/demo/config.yaml)."""
+"""The offline demo's face parser: facexlib's BiSeNet trained on procedural faces, whose label
+maps are exact (pipeline.data.procedural), so that the whole pipeline runs and means something
+without FFHQ or the pretrained parser weights (workflow/demo/config.yaml)."""

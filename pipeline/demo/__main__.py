@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from pipeline import cli
-from pipeline.demo.faces import write_faces
+from pipeline.data.procedural import write_faces
 from pipeline.demo.parser import ParserTraining, train_parser
 from pipeline.files import atomic_path
 

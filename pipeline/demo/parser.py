@@ -1,5 +1,5 @@
 """A face parser for procedural faces, for the offline demo: facexlib's BiSeNet trained on the
-CPU on pipeline.demo.faces drawings with their exact labels, saved as a plain state dict that the
+CPU on pipeline.data.procedural drawings with their exact labels, saved as a plain state dict that the
 pipeline loads through `parsing.weights` exactly as it loads the pretrained file.
 
 Training never sees the seeds the pipeline runs on (those are below TRAIN_SEED_START). Half the
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from facexlib.parsing.bisenet import BiSeNet
 
-from pipeline.demo.faces import SIZE, procedural_face
+from pipeline.data.procedural import SIZE, procedural_face
 from pipeline.labelmaps import NUM_CLASSES
 from pipeline.parse.parser import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.progress import progress

@@ -21,6 +21,7 @@ from pipeline.devices import resolve_device
 from pipeline.editor.backend import Editor
 from pipeline.editor.server import EditorServer
 from pipeline.errors import PipelineError
+from pipeline.layout import PARSER_WEIGHTS, Results
 
 log = logging.getLogger("pipeline.editor")
 
@@ -43,8 +44,8 @@ def main() -> None:
     parser.add_argument(
         "--parser-weights",
         type=Path,
-        help="BiSeNet weights for parsing uploaded photos (default: the run's "
-        "resources/weights/parsing_bisenet.pth, beside its results folder)",
+        help=f"BiSeNet weights for parsing uploaded photos (default: the run's {PARSER_WEIGHTS}, beside its "
+        "results folder)",
     )
     parser.add_argument("--parser-size", type=int, default=512, help="side the parser sees (parsing.size)")
     parser.add_argument("--threads", type=int, help="CPU threads for the networks on the CPU (default: torch's)")
@@ -53,7 +54,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device, "--device")
-    parser_weights = args.parser_weights or args.results.parent / "resources" / "weights" / "parsing_bisenet.pth"
+    parser_weights = args.parser_weights or Results(str(args.results)).resources(PARSER_WEIGHTS)
     editor = Editor.load(args.results, device, parser_weights, args.parser_size)
     log.info("%d models on %s: %s", len(editor.models), device, ", ".join(editor.models))
     log.info("%d test faces; %s", len(editor.faces), editor.parser_note)

@@ -25,14 +25,16 @@ from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import ModelConfig
 from pipeline.data.split import read_split
-from pipeline.dataset import resize_labels, working_image
 from pipeline.errors import PipelineError
 from pipeline.images import ImageReadError, load_rgb, png_bytes
 from pipeline.labelmaps import CLASSES, NUM_CLASSES, read_label
-from pipeline.models import Networks
+from pipeline.layout import ModelFiles, Results
+from pipeline.models.networks import Networks
+from pipeline.models.trained import load_trained
+from pipeline.pairs import resize_labels, working_image
 from pipeline.parse.manifest import read_manifests
 from pipeline.parse.parser import FaceParser, load_for_parsing
-from pipeline.synthesize import generate_faces, load_trained, seeded_noise
+from pipeline.synthesize import generate_faces, seeded_noise
 
 # Label grids are square, from a small drawing to the largest parsing.size the config allows.
 MIN_LABEL_SIDE, MAX_LABEL_SIDE = 16, 2048
@@ -196,9 +198,9 @@ def read_test_faces(results: Path) -> list[Face]:
     test faces of the current split (results/data/split.csv), each once: shards of an earlier,
     larger split or another shard size stay on disk. Their relative paths are the workflow's,
     from the directory that holds results/, wherever the editor was started."""
-    manifests = [path for path in (results / "labels" / "shards").glob("*.csv") if path.stem.isdigit()]
-    rows = read_manifests(sorted(manifests, key=lambda path: int(path.stem)), split="test")
-    split = results / "data" / "split.csv"
+    layout = Results(str(results))
+    rows = read_manifests(layout.shard_manifests(), split="test")
+    split = Path(layout.split)
     if split.exists():
         test_ids = {row.image_id for row in read_split(split) if row.split == "test"}
         rows = [row for row in rows if row["image_id"] in test_ids]
@@ -229,10 +231,12 @@ class Editor:
     @classmethod
     def load(cls, results: Path, device: torch.device, parser_weights: Path, parser_size: int) -> "Editor":
         """Every results/models/*/generator.pt on `device`; the parser when its weights exist."""
-        weights = sorted((results / "models").glob("*/generator.pt"))
+        layout = Results(str(results))
+        weights = layout.trained_models()
         if not weights:
             raise PipelineError(
-                f"{results / 'models'}: no trained model (*/generator.pt); train one first, e.g. snakemake train_all"
+                f"{Path(layout.models)}: no trained model (*/{ModelFiles.GENERATOR}); train one first, e.g. "
+                "snakemake train_all"
             )
         models = []
         for path in weights:

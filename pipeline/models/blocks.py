@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.normalization import SPADE, SWITCH_STATS, SpectralNormConv2d
+from pipeline.models.normalization import SPADE, SpectralNormConv2d
 
 
 class SPADEResBlock(nn.Module):
@@ -17,17 +17,17 @@ class SPADEResBlock(nn.Module):
     when the channel count changes. Spectral norm on the block's convs, not on SPADE's."""
 
     def __init__(
-        self, fin: int, fout: int, label_nc: int, norm: str, switch_stats: Sequence[str] = SWITCH_STATS
+        self, fin: int, fout: int, label_nc: int, norm: str, switch_stats: Sequence[str]
     ) -> None:
         super().__init__()
         middle = min(fin, fout)
         self.learned_shortcut = fin != fout
-        self.norm_0 = SPADE(norm, fin, label_nc, switch_stats=switch_stats)
+        self.norm_0 = SPADE(norm, fin, label_nc, switch_stats)
         self.conv_0 = SpectralNormConv2d(fin, middle, 3, padding=1)
-        self.norm_1 = SPADE(norm, middle, label_nc, switch_stats=switch_stats)
+        self.norm_1 = SPADE(norm, middle, label_nc, switch_stats)
         self.conv_1 = SpectralNormConv2d(middle, fout, 3, padding=1)
         if self.learned_shortcut:
-            self.norm_s = SPADE(norm, fin, label_nc, switch_stats=switch_stats)
+            self.norm_s = SPADE(norm, fin, label_nc, switch_stats)
             self.conv_s = SpectralNormConv2d(fin, fout, 1, bias=False)
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:

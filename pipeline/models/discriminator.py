@@ -17,7 +17,7 @@ class NLayerDiscriminator(nn.Module):
     stride 1 (as in the reference since its commit c0d50e6: at 256x256 the first scale gives
     35x35 patch logits); the logit conv has stride 1."""
 
-    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 4) -> None:
+    def __init__(self, input_nc: int, ndf: int, n_layers: int) -> None:
         super().__init__()
         stages = [nn.Sequential(nn.Conv2d(input_nc, ndf, 4, stride=2, padding=2), nn.LeakyReLU(0.2))]
         channels = ndf
@@ -38,7 +38,7 @@ class NLayerDiscriminator(nn.Module):
 
 
 class MultiscaleDiscriminator(nn.Module):
-    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 4, num_D: int = 2) -> None:
+    def __init__(self, input_nc: int, ndf: int, n_layers: int, num_D: int) -> None:
         super().__init__()
         self.scales = nn.ModuleList(NLayerDiscriminator(input_nc, ndf, n_layers) for _ in range(num_D))
 

@@ -23,7 +23,7 @@ class ConvEncoder(nn.Module):
     sixth layer there but still resizes to 256, which leaves an 8x8 grid its linear layers
     cannot take."""
 
-    def __init__(self, resolution: int, ngf: int = 64, z_dim: int = 256) -> None:
+    def __init__(self, resolution: int, ngf: int, z_dim: int) -> None:
         super().__init__()
         self.input_size = 256 if resolution >= 256 else 128
         widths = [3, ngf, 2 * ngf, 4 * ngf, 8 * ngf, 8 * ngf] + ([8 * ngf] if self.input_size == 256 else [])

@@ -1,4 +1,4 @@
-"""Generators: SPADE's (the label map modulates every block), seed 003's variant of it whose
+"""Generators: SPADE's (the label map modulates every block), Gorrepati & Lau's variant of it whose
 upsamplings are unpoolings guided by a max-pooling encoder of the label map, and pix2pixHD's
 global generator (the label map is only the input; the classic baseline of the SPADE paper)."""
 
@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import SPADE_UPSAMPLINGS
+from pipeline.models.architecture import SPADE_UPSAMPLINGS
 from pipeline.models.blocks import ResnetBlock, SPADEResBlock, conv_norm
-from pipeline.models.normalization import SWITCH_STATS
 
 
 class SPADEGenerator(nn.Module):
@@ -24,12 +23,12 @@ class SPADEGenerator(nn.Module):
         self,
         label_nc: int,
         resolution: int,
-        ngf: int = 64,
-        norm: str = "batch",
-        num_upsampling_layers: str = "normal",
-        vae: bool = False,
-        z_dim: int = 256,
-        switch_stats: Sequence[str] = SWITCH_STATS,
+        ngf: int,
+        norm: str,
+        num_upsampling_layers: str,
+        vae: bool,
+        z_dim: int,
+        switch_stats: Sequence[str],
     ) -> None:
         super().__init__()
         self.ngf, self.vae, self.z_dim = ngf, vae, z_dim
@@ -82,7 +81,7 @@ def _up(x: torch.Tensor) -> torch.Tensor:
 
 
 class MaxPoolEncoder(nn.Module):
-    """Seed 003's added downsampling path, VGG-style as in PhotoWCT's encoder: at each level a
+    """Gorrepati & Lau's added downsampling path, VGG-style as in PhotoWCT's encoder: at each level a
     3x3 conv and ReLU, then a 2x2 max pool that records where each maximum was. It sees the
     one-hot label map at full resolution and halves it five times; its widths (2, 4, 8, 16, 16
     x ngf from full resolution down) are those of the generator's activations that each
@@ -110,17 +109,17 @@ class MaxPoolEncoder(nn.Module):
 
 
 class SPADEUnpoolGenerator(SPADEGenerator):
-    """Seed 003's novel generator: SPADE's ("normal" depth, no VAE) with its first four
+    """Gorrepati & Lau's novel generator: SPADE's ("normal" depth, no VAE) with its first four
     upsamplings replaced by max-unpooling with the indices of a max-pooling encoder of the
     label map (PhotoWCT's guided upsampling), each followed by its SPADE residual block and no
-    extra plain convs; the last upsampling stays nearest-neighbour, as in the seed. The
+    extra plain convs; the last upsampling stays nearest-neighbour, as in the paper. The
     encoder's 1/32-scale features, through a 3x3 conv, replace SPADE's conv of the downsampled
     label map as the first block's input."""
 
     def __init__(
-        self, label_nc: int, resolution: int, ngf: int = 64, norm: str = "batch", switch_stats: Sequence[str] = SWITCH_STATS
+        self, label_nc: int, resolution: int, ngf: int, norm: str, switch_stats: Sequence[str]
     ) -> None:
-        super().__init__(label_nc, resolution, ngf, norm, "normal", switch_stats=switch_stats)
+        super().__init__(label_nc, resolution, ngf, norm, "normal", vae=False, z_dim=0, switch_stats=switch_stats)
         self.encoder = MaxPoolEncoder(label_nc, ngf)
         self.fc = nn.Conv2d(16 * ngf, 16 * ngf, 3, padding=1)
 
@@ -146,7 +145,7 @@ class Pix2PixHDGenerator(nn.Module):
     removes the first n instance norms (a variant: the conv keeps its bias there)."""
 
     def __init__(
-        self, label_nc: int, ngf: int = 64, n_downsample: int = 4, n_blocks: int = 9, unnormalized_first: int = 0
+        self, label_nc: int, ngf: int, n_downsample: int, n_blocks: int, unnormalized_first: int
     ) -> None:
         super().__init__()
         norms = iter(range(2 * n_downsample + 1))  # the convs that may carry a norm, in order

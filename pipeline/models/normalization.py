@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import SWITCH_STATS
-from pipeline.distributed import distributed, sum_over_ranks, world_size
+from pipeline.distributed import World
+from pipeline.models.architecture import SWITCH_STATS
 
 SPADE_HIDDEN = 128  # width of SPADE's shared conv; fixed in the reference implementation
 PARAM_FREE_NORMS = ("batch", "instance", "switch")
@@ -28,11 +28,12 @@ def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rounding where it is small against the mean (a 1x1 grid holds one value per sample)."""
     mean_in = x.mean(dim=(2, 3), keepdim=True)
     var_in = x.var(dim=(2, 3), keepdim=True, unbiased=False)
+    world = World.current()
     count = torch.full((1, 1, 1, 1), float(x.shape[0]), device=x.device, dtype=x.dtype)
-    sums = sum_over_ranks(torch.cat([mean_in.sum(0, keepdim=True), count], 1))
+    sums = world.sum(torch.cat([mean_in.sum(0, keepdim=True), count], 1))
     total = sums[:, -1:]
     mean = sums[:, :-1] / total
-    var = sum_over_ranks((var_in + (mean_in - mean) ** 2).sum(0, keepdim=True)) / total
+    var = world.sum((var_in + (mean_in - mean) ** 2).sum(0, keepdim=True)) / total
     return mean, var
 
 
@@ -45,11 +46,12 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         super().__init__(channels, affine=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and distributed()):
+        world = World.current()
+        if not (self.training and world.size > 1):
             return super().forward(x)
         x32 = x.float()
         mean, var = batch_moments(x32)
-        count = x.shape[0] * x.shape[2] * x.shape[3] * world_size()
+        count = x.shape[0] * x.shape[2] * x.shape[3] * world.size
         with torch.no_grad():
             self.running_mean.lerp_(mean.flatten(), self.momentum)
             self.running_var.lerp_(var.flatten() * count / (count - 1), self.momentum)  # unbiased, as nn.BatchNorm2d
@@ -60,11 +62,11 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
 class SwitchableNorm2d(nn.Module):
     """Switchable normalisation (Luo et al. 2019) without its affine part: the mean and the
     variance are learned softmax mixtures of instance, layer and batch statistics, or of a
-    subset of them (seed 003 mixes instance and layer only). Batch statistics come from running
+    subset of them (Gorrepati & Lau mix instance and layer only). Batch statistics come from running
     averages in eval mode, as in batch norm, and from the global batch when several processes
     train together."""
 
-    def __init__(self, channels: int, stats: Sequence[str] = SWITCH_STATS, momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(self, channels: int, stats: Sequence[str], momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
         if len(stats) < 2 or len(set(stats)) != len(stats) or not set(stats) <= set(SWITCH_STATS):
             raise ValueError(f"switchable norm mixes two or three distinct statistics of {SWITCH_STATS}, not {stats}")
@@ -96,7 +98,7 @@ class SwitchableNorm2d(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.training:
             return self.running_mean, self.running_var
-        if distributed():
+        if World.current().size > 1:
             mean_bn, var_bn = batch_moments(x32)
         else:
             mean_bn = mean_in.mean(dim=0, keepdim=True)
@@ -143,7 +145,7 @@ class SpectralNormConv2d(nn.Conv2d):
         return self._conv_forward(x, self.normalized_weight(), self.bias)
 
 
-def param_free_norm(kind: str, channels: int, switch_stats: Sequence[str] = SWITCH_STATS) -> nn.Module:
+def param_free_norm(kind: str, channels: int, switch_stats: Sequence[str]) -> nn.Module:
     """Normalisation without learned scale and shift: SPADE provides those. `switch_stats`:
     what a switchable norm mixes."""
     if kind == "batch":
@@ -161,7 +163,7 @@ class SPADE(nn.Module):
     (class indices must never be blended)."""
 
     def __init__(
-        self, norm: str, channels: int, label_nc: int, kernel_size: int = 3, switch_stats: Sequence[str] = SWITCH_STATS
+        self, norm: str, channels: int, label_nc: int, switch_stats: Sequence[str], kernel_size: int = 3
     ) -> None:
         super().__init__()
         pad = kernel_size // 2

@@ -2,7 +2,7 @@ checkpoint split:
     """Find or download the face images, verify them, and split them into train/test.
     A checkpoint: how many parsing shards follow depends on how many images it finds."""
     output:
-        "results/data/split.csv",
+        RESULTS.split,
     params:
         data=section_json(config, "data"),
     log:

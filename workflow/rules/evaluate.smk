@@ -1,15 +1,15 @@
 rule synthesize:
     """One face per test label map at the model's working resolution, seeded per image."""
     input:
-        weights="results/models/{model}/generator.pt",
+        weights=RESULTS.model("{model}").generator,
         manifests=parse_shard_manifests,
     output:
-        directory("results/synth/{model}"),
+        directory(RESULTS.synth("{model}")),
     wildcard_constraints:
         model=MODEL_PATTERN,
     params:
-        device=config["metrics"]["device"],
-        vae_z=config["metrics"]["vae_z"],
+        device=METRICS["device"],
+        vae_z=METRICS["vae_z"],
     log:
         "results/logs/synthesize/{model}.log",
     benchmark:
@@ -18,7 +18,7 @@ rule synthesize:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=0 if config["metrics"]["device"] == "cpu" else 1,
+        gpu=gpu(METRICS["device"]),
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -32,9 +32,9 @@ rule real_images:
     input:
         manifests=parse_shard_manifests,
     output:
-        test=directory("results/real/{resolution}/test"),
-        truth=directory("results/real/{resolution}/truth"),
-        train=directory("results/real/{resolution}/train"),
+        test=directory(RESULTS.real("{resolution}", "test")),
+        truth=directory(RESULTS.real("{resolution}", "truth")),
+        train=directory(RESULTS.real("{resolution}", "train")),
     wildcard_constraints:
         resolution=r"\d+",
     params:
@@ -57,11 +57,11 @@ rule real_images:
 rule real_stats:
     """Inception statistics of the real test images, computed once per resolution."""
     input:
-        "results/real/{resolution}/test",
+        RESULTS.real("{resolution}", "test"),
     output:
-        "results/real/{resolution}/test_stats.npz",
+        RESULTS.real_stats("{resolution}"),
     params:
-        metrics=section_json(config, "metrics"),
+        inception=section_json(config, "metrics", INCEPTION_KEYS),
     log:
         "results/logs/evaluate/real_stats_{resolution}.log",
     benchmark:
@@ -70,21 +70,21 @@ rule real_stats:
     resources:
         mem_mb=8000,
         runtime=60,
-        gpu=0 if config["metrics"]["device"] == "cpu" else 1,
+        gpu=gpu(METRICS["device"]),
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m pipeline.evaluate stats --images {input} --out {output} --metrics-json {params.metrics:q} > {log} 2>&1"
+        "python -m pipeline.evaluate stats --images {input} --out {output} --metrics-json {params.inception:q} > {log} 2>&1"
 
 
 rule resegment:
     """One shard of the row's images parsed by the same BiSeNet as the originals, label maps at
     the row's working resolution."""
     input:
-        images=lambda wildcards: row_images(wildcards.row, "test"),
-        weights=PARSER_WEIGHTS,
+        images=lambda wildcards: RESULTS.row_images(wildcards.row, row_resolution(wildcards.row)),
+        weights=PARSER,
     output:
-        directory("results/resegment/{row}/{shard}"),
+        directory(RESULTS.resegment("{row}", "{shard}")),
     wildcard_constraints:
         row=ROW_PATTERN,
         shard=r"\d+",
@@ -99,7 +99,7 @@ rule resegment:
     resources:
         mem_mb=8000,
         runtime=240,
-        gpu=0 if PARSING["device"] == "cpu" else 1,
+        gpu=gpu(PARSING["device"]),
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -112,15 +112,20 @@ rule resegment:
 rule evaluate:
     """Accuracy, mIoU with bootstrap intervals, per-class IoU, FID and KID of one table row."""
     input:
-        unpack(evaluate_inputs),
-        predictions=lambda wildcards: resegment_shards(wildcards.row),
+        # All but the re-segmentation shards are known before the split checkpoint has run, so
+        # that while it is pending only those wait (e.g. for a dry run's shell commands).
+        truth=lambda wildcards: RESULTS.real(row_resolution(wildcards.row), "truth"),
+        images=lambda wildcards: RESULTS.fid_images(wildcards.row, row_resolution(wildcards.row)),
+        real_stats=lambda wildcards: RESULTS.real_stats(row_resolution(wildcards.row)),
+        trained=lambda wildcards: RESULTS.trained(wildcards.row),
+        predictions=resegment_shards,
     output:
-        "results/metrics/{row}.json",
+        RESULTS.metrics("{row}"),
     wildcard_constraints:
         row=ROW_PATTERN,
     params:
         metrics=section_json(config, "metrics"),
-        training=lambda wildcards: row_training_args(wildcards.row),
+        resolution=lambda wildcards: row_resolution(wildcards.row),
     log:
         "results/logs/evaluate/{row}.log",
     benchmark:
@@ -129,32 +134,33 @@ rule evaluate:
     resources:
         mem_mb=16000,
         runtime=120,
-        gpu=0 if config["metrics"]["device"] == "cpu" else 1,
+        gpu=gpu(METRICS["device"]),
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m pipeline.evaluate row --name {wildcards.row} --truth {input.truth}"
         " --predictions {input.predictions} --images {input.images} --real-stats {input.real_stats}"
-        " {params.training} --metrics-json {params.metrics:q} --out {output} > {log} 2>&1"
+        " --resolution {params.resolution} --trained {input.trained} --metrics-json {params.metrics:q}"
+        " --out {output} > {log} 2>&1"
 
 
 rule table:
     """The comparison tables and figures: one row per model in `compare`, then `real`."""
     input:
-        metrics=expand("results/metrics/{row}.json", row=TABLE_ROWS),
-        truth=f"results/real/{row_resolution(REAL_ROW)}/truth",
-        real=f"results/real/{row_resolution(REAL_ROW)}/test",
-        synth=expand("results/synth/{model}", model=config["compare"]),
+        metrics=[RESULTS.metrics(row) for row in TABLE_ROWS],
+        truth=RESULTS.real(row_resolution(REAL_ROW), "truth"),
+        real=RESULTS.real(row_resolution(REAL_ROW), "test"),
+        synth=[RESULTS.synth(model) for model in config["compare"]],
     params:
         published=json.dumps(
             {model: config["models"][model].get("published", []) for model in config["compare"]}
         ),
     output:
-        table=report("results/table.csv", caption="../report/table.rst", category="Comparison"),
-        markdown="results/table.md",
-        per_class="results/per_class_iou.csv",
-        chart=report("results/figures/per_class_iou.png", caption="../report/per_class_iou.rst", category="Comparison"),
-        samples=report("results/figures/samples.png", caption="../report/samples.rst", category="Samples"),
+        table=report(RESULTS.table, caption="../report/table.rst", category="Comparison"),
+        markdown=RESULTS.table_markdown,
+        per_class=RESULTS.per_class_iou,
+        chart=report(RESULTS.figure("per_class_iou"), caption="../report/per_class_iou.rst", category="Comparison"),
+        samples=report(RESULTS.figure("samples"), caption="../report/samples.rst", category="Samples"),
     log:
         "results/logs/evaluate/table.log",
     benchmark:

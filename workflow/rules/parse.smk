@@ -1,7 +1,7 @@
 rule parser_weights:
     """Download facexlib's pretrained BiSeNet once; accepted only with its size and sha256."""
     output:
-        DOWNLOADED_WEIGHTS,
+        PARSER_WEIGHTS,
     params:
         url=PARSING["weights_url"],
     log:
@@ -22,7 +22,7 @@ rule demo_parser:
     """The offline demo's face parser (workflow/demo/config.yaml names it as parsing.weights):
     facexlib's BiSeNet trained on procedural faces, about 3 minutes on 2 CPU cores."""
     output:
-        "resources/weights/procedural_bisenet.pth",
+        DEMO_PARSER_WEIGHTS,
     log:
         "results/logs/parse/demo_parser.log",
     benchmark:
@@ -41,15 +41,15 @@ rule parse_shard:
     """Parse one shard of the split into results/labels/{image_id}.png; the manifest lists them.
     Label maps this parser already made are skipped, so a rerun or a requeued job resumes."""
     input:
-        split="results/data/split.csv",
-        weights=PARSER_WEIGHTS,
+        split=RESULTS.split,
+        weights=PARSER,
     output:
-        "results/labels/shards/{shard}.csv",
+        RESULTS.shard_manifest("{shard}"),
     wildcard_constraints:
         shard=r"\d+",
     params:
         parsing=section_json(config, "parsing"),
-        labels_dir=lambda wildcards, output: Path(output[0]).parent.parent,
+        labels_dir=lambda wildcards: RESULTS.labels,
     log:
         "results/logs/parse/shard_{shard}.log",
     benchmark:
@@ -58,7 +58,7 @@ rule parse_shard:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=0 if PARSING["device"] == "cpu" else 1,
+        gpu=gpu(PARSING["device"]),
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -70,9 +70,9 @@ rule parse_shard:
 rule parse_preview:
     """A few faces of the first shard beside their label maps, with the class legend."""
     input:
-        "results/labels/shards/0.csv",
+        RESULTS.shard_manifest(0),
     output:
-        "results/labels/preview.png",
+        RESULTS.parse_preview,
     log:
         "results/logs/parse/preview.log",
     benchmark:
@@ -91,4 +91,4 @@ rule parse_all:
     """Every image of the split parsed, and the preview."""
     input:
         parse_shard_manifests,
-        "results/labels/preview.png",
+        RESULTS.parse_preview,

@@ -1,19 +1,20 @@
 rule train:
     """Train one model on the train split; a rerun resumes from its newest checkpoint
-    (results/models/{model}/runs/<settings key>/checkpoints), never from step 0."""
+    (results/models/{model}/runs/<settings key>/checkpoints), never from step 0. How it is
+    launched (one process, torchrun, srun on several nodes) is pipeline.launch's."""
     input:
         manifests=parse_shard_manifests,
     output:
-        generator="results/models/{model}/generator.pt",
-        log_csv="results/models/{model}/train_log.csv",
+        generator=RESULTS.model("{model}").generator,
+        log_csv=RESULTS.model("{model}").train_log,
     wildcard_constraints:
         model=MODEL_PATTERN,
     params:
         model=lambda wildcards: ModelConfig.from_config(config, wildcards.model).to_json(),
-        out_dir=lambda wildcards, output: Path(output.generator).parent,
+        out_dir=lambda wildcards: RESULTS.model(wildcards.model).folder,
         # Not passed on: a new format of the networks' weights makes Snakemake retrain.
         network_format=NETWORK_FORMAT,
-        launcher=train_launcher,
+        launcher=lambda wildcards: launch.launcher(model_training(wildcards)),
     log:
         "results/logs/train/{model}.log",
     benchmark:
@@ -24,12 +25,12 @@ rule train:
         runtime=2880,
         # One node: `gpu` GPUs (locally, --resources gpu=N keeps jobs from sharing them). Several
         # nodes (SLURM): gres per node, one task (a torchrun) per node, run as an mpi job.
-        gpu=lambda wildcards: train_gpus(wildcards, nodes=False),
-        gres=lambda wildcards: train_gpus(wildcards, nodes=True),
+        gpu=lambda wildcards: launch.one_node_gpus(model_training(wildcards)),
+        gres=lambda wildcards: launch.gres_per_node(model_training(wildcards)),
         nodes=lambda wildcards: model_training(wildcards).nodes,
-        tasks=lambda wildcards: multi_node(wildcards, model_training(wildcards).nodes),
-        tasks_per_gpu=lambda wildcards: multi_node(wildcards, 0),
-        mpi=lambda wildcards: multi_node(wildcards, "srun"),
+        tasks=lambda wildcards: launch.multi_node(model_training(wildcards), model_training(wildcards).nodes),
+        tasks_per_gpu=lambda wildcards: launch.multi_node(model_training(wildcards), 0),
+        mpi=lambda wildcards: launch.multi_node(model_training(wildcards), "srun"),
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -40,4 +41,4 @@ rule train:
 rule train_all:
     """Every compared model trained."""
     input:
-        expand("results/models/{model}/generator.pt", model=config["compare"]),
+        [RESULTS.model(model).generator for model in config["compare"]],

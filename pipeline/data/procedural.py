@@ -1,5 +1,5 @@
-"""Procedural face-like images with exact label maps: the data of the offline demo
-(`data.source: procedural`) and of the end-to-end test.
+"""The procedural data source (`data.source: procedural`): face-like images with exact label
+maps, the data of the offline demo and of the end-to-end test.
 
 Without the pretrained face-parsing weights (or offline) real photos have no trustworthy
 labels. These drawings do: every pixel's class is known because the label map is painted first

@@ -1,10 +1,11 @@
-"""Images and label maps at the working resolution, as training, synthesis and the `real`
-row of the metrics all see them: images resized with antialiasing, label maps by nearest
-neighbour (class indices must never be blended)."""
+"""Face images and their label maps at the working resolution, as training, synthesis and the
+`real` row of the metrics all see them (images resized with antialiasing, label maps by nearest
+neighbour: class indices must never be blended), and the training pairs held in memory."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.distributed import World
 from pipeline.files import atomic_path
 from pipeline.images import load_rgb
 from pipeline.labelmaps import FLIPPED_CLASS, NUM_CLASSES, read_label
@@ -110,6 +112,24 @@ class PairedFaces:
             images[flips] = images[flips].flip(-1)
             labels[flips] = torch.from_numpy(FLIPPED_CLASS)[labels[flips].long()].flip(-1)
         return images, labels
+
+
+def load_pairs(
+    image_paths: Sequence[str], label_paths: Sequence[str], resolution: int, workers: int, world: World, name: str
+) -> PairedFaces:
+    """The training pairs, loaded by this process; on several processes, once per node into a
+    file its processes share (70,000 faces at 256x256 are 18 GB with their label maps), named
+    after `name` (a training run's key) and the launch, so that the copies this run's killed
+    launches left behind are removed first."""
+    if world.size == 1:
+        return PairedFaces.load(image_paths, label_paths, resolution, workers)
+    node_copies, prefix = Path(tempfile.gettempdir()), f"spade-faces-{name}-"
+    builder = world.local_rank == 0
+    if builder:
+        for stale in [*node_copies.glob(prefix + "*"), *node_copies.glob(f".{prefix}*")]:
+            stale.unlink(missing_ok=True)
+    node_copy = node_copies / f"{prefix}{os.environ['TORCHELASTIC_RUN_ID']}.u8"
+    return PairedFaces.load_shared(image_paths, label_paths, resolution, workers, node_copy, builder, world.barrier)
 
 
 def to_model_inputs(

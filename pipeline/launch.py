@@ -1,0 +1,50 @@
+"""How the workflow starts a model's training job, and what it asks the scheduler for: one
+process; torchrun with `training.gpus` processes on one node; or, on several nodes (a SLURM job,
+run as an `mpi` job so that its shell runs once in the allocation), srun starting one torchrun per
+node, which meet at the job's first node. No torch here: the train rule calls these while the
+workflow is planned."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Processes(Protocol):
+    """The settings of pipeline.config.TrainingConfig that say where a model trains."""
+
+    device: str
+    gpus: int
+    nodes: int
+
+
+def launcher(training: Processes) -> str:
+    """The command that runs `-m pipeline.train`."""
+    if training.gpus * training.nodes == 1:
+        return "python"
+    # On SIGTERM torchrun forwards it and SIGKILLs the workers after --shutdown-timeout (30 s by
+    # default): rank 0 needs longer to finish its step and save the checkpoint (the SLURM
+    # profile's --signal=TERM@300 leaves it 5 minutes).
+    if training.nodes == 1:
+        return f"torchrun --standalone --nproc-per-node {training.gpus} --shutdown-timeout 240"
+    return (
+        f"srun --ntasks-per-node=1 torchrun --nnodes {training.nodes} --nproc-per-node {training.gpus}"
+        " --shutdown-timeout 240"
+        " --rdzv-backend c10d --rdzv-id $SLURM_JOB_ID"
+        " --rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):29400"
+    )
+
+
+def one_node_gpus(training: Processes) -> int | None:
+    """The `gpu` resource of a job on one node: its GPUs (none on the CPU, or when the job spans
+    nodes and asks per node, through gres)."""
+    return None if training.device == "cpu" or training.nodes > 1 else training.gpus
+
+
+def gres_per_node(training: Processes) -> str | None:
+    """The GPUs per node of a job on several nodes, as SLURM's gres (none otherwise)."""
+    return None if training.device == "cpu" or training.nodes == 1 else f"gpu:{training.gpus}"
+
+
+def multi_node(training: Processes, value):
+    """`value` for a job on several nodes, else None (Snakemake then leaves the resource out)."""
+    return value if training.nodes > 1 else None

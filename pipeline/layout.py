@@ -1,0 +1,154 @@
+"""Where a run's files live, relative to the directory the workflow runs in: the one spelling of
+each path that more than one place needs. The rules name their inputs and outputs with it
+(passing Snakemake wildcards as the names, e.g. RESULTS.synth("{model}")), and the stages and
+tools that find a run's files by themselves (synthesize --model, the face editor) use the same."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# The table row of the real test images: the upper bound for accuracy and mIoU, FID's reference.
+REAL_ROW = "real"
+
+# Downloads and other inputs made once (git-ignored, like results/).
+PARSER_WEIGHTS = "resources/weights/parsing_bisenet.pth"
+DEMO_PARSER_WEIGHTS = "resources/weights/procedural_bisenet.pth"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """One training setting's folder (results/models/{model}/runs/<key>): its checkpoints, its
+    sample grids and its running log."""
+
+    folder: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.folder / "checkpoints"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "train_log.csv"
+
+    def samples(self, step: int) -> Path:
+        return self.folder / "samples" / f"step_{step:08d}.png"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What training leaves for one model (results/models/{model})."""
+
+    GENERATOR = "generator.pt"
+
+    folder: Path
+
+    @property
+    def generator(self) -> Path:
+        return self.folder / self.GENERATOR
+
+    @property
+    def train_log(self) -> Path:
+        return self.folder / "train_log.csv"
+
+    def run(self, key: str) -> RunFiles:
+        return RunFiles(self.folder / "runs" / key)
+
+
+@dataclass(frozen=True)
+class Results:
+    """A run's results folder: `results` where the workflow runs, or wherever a tool is pointed."""
+
+    root: str = "results"
+
+    def _path(self, *parts: object) -> str:
+        return "/".join([self.root, *map(str, parts)])
+
+    @property
+    def split(self) -> str:
+        return self._path("data", "split.csv")
+
+    @property
+    def labels(self) -> str:
+        """The label maps, {image_id}.png, and shards/, their manifests."""
+        return self._path("labels")
+
+    def shard_manifest(self, shard: object) -> str:
+        return self._path("labels", "shards", f"{shard}.csv")
+
+    def shard_manifests(self) -> list[Path]:
+        """The manifests on disk, in shard order."""
+        found = [path for path in Path(self.labels, "shards").glob("*.csv") if path.stem.isdigit()]
+        return sorted(found, key=lambda path: int(path.stem))
+
+    @property
+    def parse_preview(self) -> str:
+        return self._path("labels", "preview.png")
+
+    @property
+    def models(self) -> str:
+        return self._path("models")
+
+    def model(self, name: object) -> ModelFiles:
+        return ModelFiles(Path(self.models, str(name)))
+
+    def trained_models(self) -> list[Path]:
+        """The generator.pt of every trained model on disk."""
+        return sorted(Path(self.models).glob(f"*/{ModelFiles.GENERATOR}"))
+
+    def synth(self, model: object) -> str:
+        return self._path("synth", model)
+
+    def real(self, resolution: object, part: str) -> str:
+        """Real images at a working resolution: test, truth (their label maps) or train."""
+        return self._path("real", resolution, part)
+
+    def row_images(self, row: object, resolution: object) -> str:
+        """A table row's images of the test set, which are re-segmented: a model's syntheses, or
+        the real test images at the working resolution."""
+        return self.real(resolution, "test") if row == REAL_ROW else self.synth(row)
+
+    def fid_images(self, row: object, resolution: object) -> str:
+        """A row's images for FID and KID against the real test images: a model's syntheses, or
+        as many real train images (the real row)."""
+        return self.real(resolution, "train") if row == REAL_ROW else self.synth(row)
+
+    def trained(self, row: object) -> list[str]:
+        """What a row's evaluation reads of how it was made: a model's generator.pt and training
+        log; nothing for the real row."""
+        if row == REAL_ROW:
+            return []
+        files = self.model(row)
+        return [str(files.generator), str(files.train_log)]
+
+    def real_stats(self, resolution: object) -> str:
+        return self._path("real", resolution, "test_stats.npz")
+
+    def resegment(self, row: object, shard: object) -> str:
+        return self._path("resegment", row, shard)
+
+    def metrics(self, row: object) -> str:
+        return self._path("metrics", f"{row}.json")
+
+    @property
+    def table(self) -> str:
+        """The comparison table (pipeline.table writes its Markdown beside it)."""
+        return self._path("table.csv")
+
+    @property
+    def table_markdown(self) -> str:
+        return str(Path(self.table).with_suffix(".md"))
+
+    @property
+    def per_class_iou(self) -> str:
+        return self._path("per_class_iou.csv")
+
+    def figure(self, name: str) -> str:
+        return self._path("figures", f"{name}.png")
+
+    def resources(self, path: str) -> Path:
+        """A resources/ path of the run whose results these are (resources/ sits beside results/)."""
+        return Path(self.root).parent / path
+
+
+RESULTS = Results()

@@ -1,0 +1,91 @@
+"""What a model's networks train with: the losses of one generator update and of one
+discriminator update. The training step (pipeline.train.train_step) optimises whatever the
+objective returns and knows nothing else of it, so a model family with another discriminator and
+other losses (OASIS's per-pixel segmenter, say) brings another objective with the same two
+methods and its own LOSSES, and the step stays as it is."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.config import ModelConfig, TrainingConfig
+from pipeline.distributed import World
+from pipeline.models.encoder import sample_z
+from pipeline.models.loss import (
+    VGGLoss,
+    d_hinge_loss,
+    feature_matching_loss,
+    g_hinge_loss,
+    imagenet_vgg19_features,
+    kld_loss,
+    split_scores,
+)
+from pipeline.models.networks import Networks
+
+
+def discriminate(discriminator, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor):
+    """D's outputs for (label map, fake) and (label map, real) pairs, from one batched pass as
+    in NVlabs' code."""
+    pairs = torch.cat([torch.cat([seg, fake], 1), torch.cat([seg, real], 1)], 0)
+    return split_scores(discriminator(pairs), len(fake))
+
+
+class SPADEObjective:
+    """SPADE's objective as NVlabs trains it (Park et al. 2019): the generator minimises the
+    hinge GAN loss, feature matching over the discriminator's features, the VGG19 perceptual loss
+    and, for VAE models, the KL divergence of the encoder's posterior; the discriminator
+    minimises the hinge loss, on a fake made again by the updated generator. pix2pixHD's
+    generator, the paper's baseline, trains with the same objective.
+
+    On several processes (`world`; networks wrapped in DistributedDataParallel, which averages
+    gradients) each takes its share of the batch. The mean losses need nothing more; the KLD,
+    a sum over the batch, is scaled by the world size so that the averaged gradient is the sum's."""
+
+    LOSSES = ("G_gan", "G_feat", "G_vgg", "G_kld", "D_real", "D_fake")
+
+    def __init__(self, networks: Networks, cfg: TrainingConfig, vgg: VGGLoss | None, world: World) -> None:
+        self.networks, self.cfg, self.vgg, self.world = networks, cfg, vgg, world
+
+    @classmethod
+    def create(cls, model: ModelConfig, networks: Networks, world: World) -> "SPADEObjective":
+        """With torchvision's ImageNet VGG19 on the world's device where the VGG loss is on."""
+        cfg = model.training
+        vgg = VGGLoss(imagenet_vgg19_features()).to(world.device) if cfg.vgg and cfg.lambda_vgg > 0 else None
+        return cls(networks, cfg, vgg, world)
+
+    def generate(self, seg: torch.Tensor, real: torch.Tensor):
+        """A fake for the label maps `seg`, and for VAE models the encoder's (mu, logvar) of the
+        real images, from which z is drawn (reparameterised); None for the others. Every process
+        draws the noise of the whole global batch and takes its share, so z is what one process
+        would draw."""
+        generator, encoder = self.networks.generator, self.networks.encoder
+        if encoder is None:
+            return generator(seg), None
+        mu, logvar = encoder(real)
+        noise = torch.randn((len(mu) * self.world.size, *mu.shape[1:]), dtype=mu.dtype, device=mu.device)
+        return generator(seg, sample_z(mu, logvar, noise[self.world.share(len(noise))])), (mu, logvar)
+
+    def generator_losses(self, seg: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg, zero = self.cfg, torch.zeros((), device=seg.device)
+        fake, posterior = self.generate(seg, real)
+        kld = zero
+        if posterior is not None:
+            kld = kld_loss(*(t.float() for t in posterior)) * cfg.lambda_kld * self.world.size
+        fake_scores, real_scores = discriminate(self.networks.discriminator, seg, fake, real)
+        return {
+            "G_gan": g_hinge_loss(fake_scores),
+            "G_feat": feature_matching_loss(real_scores, fake_scores) * cfg.lambda_feat,
+            "G_vgg": self.vgg(fake.float(), real) * cfg.lambda_vgg if self.vgg is not None else zero,
+            "G_kld": kld,
+        }
+
+    def discriminator_losses(
+        self, seg: torch.Tensor, real: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The D losses and the fake they judged."""
+        with torch.no_grad():
+            fake = self.generate(seg, real)[0].detach()
+        fake_scores, real_scores = discriminate(self.networks.discriminator, seg, fake, real)
+        d_real, d_fake = d_hinge_loss(real_scores, fake_scores)
+        return {"D_real": d_real, "D_fake": d_fake}, fake
+

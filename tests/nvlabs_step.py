@@ -1,0 +1,76 @@
+"""NVlabs' own training iteration, run here, for the parity test: its Pix2PixTrainer (the code in
+../shared/reference/nvlabs-spade, as its options build it for the fixture's cases) loaded with the
+fixture's initial weights, the fixture's forwards replayed, then one G step and one D step from
+torch's global RNG seeded 2. Writes every tensor of G, D and E after the step.
+
+Why here and not the fixture's digests of those weights: Adam's first step with beta1 = 0 moves
+each weight by lr times the sign of its gradient, and some gradients are 0 but for rounding (a
+bias before a batch norm), so which way such a weight moves depends on the CPU's kernels, and
+from there the rest of the step. The fixture's losses agree on any CPU; its weights after the
+step only on the CPU that made it. NVlabs' step and ours on the same CPU agree to rounding.
+
+    python tests/nvlabs_step.py NVLABS_DIR FIXTURE OUT   # a subprocess: NVlabs' packages are
+                                                       # named models, data, util, options
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def trainer_for(record: dict, vae: bool):
+    from options.train_options import TrainOptions
+    from trainers.pix2pix_trainer import Pix2PixTrainer
+
+    options = record["options"]
+    size = str(record["resolution"])
+    sys.argv = [
+        "train.py", "--name", "parity", "--checkpoints_dir", tempfile.mkdtemp(), "--dataset_mode", "custom",
+        "--label_dir", "/nonexistent", "--image_dir", "/nonexistent", "--label_nc", str(options["label_nc"]),
+        "--no_instance", "--crop_size", size, "--load_size", size, "--aspect_ratio", "1",
+        "--ngf", str(options["ngf"]), "--ndf", str(options["ndf"]), "--batchSize", str(options["batchSize"]),
+        "--gpu_ids", "-1", "--no_vgg_loss", "--norm_G", options["norm_G"], *(["--use_vae"] if vae else []),
+    ]  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        return Pix2PixTrainer(TrainOptions().parse())
+
+
+def step(record: dict, vae: bool) -> dict:
+    trainer = trainer_for(record, vae)
+    model = trainer.pix2pix_model
+    networks = {"G": model.netG, "D": model.netD, "E": model.netE}
+    for part, network in networks.items():
+        if network is not None:
+            network.load_state_dict(record["init"][part])
+    data = {"label": record["labels"].long().unsqueeze(1).float(), "instance": torch.zeros(1),
+            "image": record["image"], "path": None}
+    seg, real = model.preprocess_input(dict(data))
+    with torch.no_grad():  # the fixture's forwards after init, which advanced D's and E's spectral norms
+        networks["D"](torch.cat([torch.cat([seg, record["G_train"]], 1), torch.cat([seg, real], 1)], 0))
+        if networks["E"] is not None:
+            networks["E"](real)
+    torch.manual_seed(2)
+    trainer.run_generator_one_step(dict(data))
+    trainer.run_discriminator_one_step(dict(data))
+    return {part: {k: v.clone() for k, v in network.state_dict().items()}
+            for part, network in networks.items() if network is not None}  # fmt: skip
+
+
+def main() -> None:
+    nvlabs, fixture, out = (Path(arg) for arg in sys.argv[1:4])
+    sys.path.insert(0, str(nvlabs))
+    # util.util imports dill only to pickle objects to files, which this never does.
+    sys.modules.setdefault("dill", pickle)
+    record = torch.load(fixture, weights_only=True)
+    torch.save({name: step(record[name], vae=name == "spade_vae") for name in ("spade", "spade_vae")}, out)
+
+
+if __name__ == "__main__":
+    main()
