@@ -38,7 +38,7 @@ def main() -> None:
     torch.manual_seed(0)
     networks = build(model)
     opt_G, opt_D = make_optimizers(networks, model.training)
-    objective = SPADEObjective.create(model, networks, World())
+    objective = SPADEObjective.create(model, networks, torch.device("cpu"), World())
     print("step", *objective.LOSSES, "fake_spread")
     for step in range(args.steps):
         index = batch_indices(step, 4, len(faces), 0)

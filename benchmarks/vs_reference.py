@@ -35,7 +35,6 @@ import torchvision
 import pipeline.models.objective
 from pipeline.config import ModelConfig, resolve
 from pipeline.devices import resolve_device
-from pipeline.distributed import World
 from pipeline.labelmaps import NUM_CLASSES
 from pipeline.pairs import PairedFaces
 from pipeline.train import Trainer
@@ -109,7 +108,7 @@ class Ours:
             "flip": False,
         }  # fmt: skip
         config = resolve({"training": settings, "models": {"spade": {"ngf": args.ngf, "ndf": args.ngf}}})
-        self.trainer = Trainer.create(ModelConfig.from_config(config, "spade"), World(device=device))
+        self.trainer = Trainer.create(ModelConfig.from_config(config, "spade"), device)
 
     def step(self, data: PairedFaces, step: int) -> None:
         self.trainer.run_step(data)[0].tolist()  # the loop's sync per step

@@ -241,8 +241,10 @@ def _identity(settings) -> dict:
     return out
 
 
-def _with_role(settings: dict, cls, *roles: Role) -> dict:
-    return {item.name: settings[item.name] for item in fields(cls) if item.metadata["role"] in roles and item.name in settings}
+def _with_role(settings: dict, cls, role: Role) -> dict:
+    """The entries of `settings` (a dataclass's, as a dict) whose fields have `role`."""
+    return {item.name: settings[item.name] for item in fields(cls)
+            if item.metadata["role"] is role and item.name in settings}
 
 
 @dataclass(frozen=True)
@@ -339,9 +341,10 @@ class ModelConfig:
         """Names the checkpoints of one setting: the settings of role MODEL and the network
         format. A changed architecture or loss starts a new run beside the old one instead of
         resuming weights that no longer fit; a changed schedule or operational setting resumes."""
+        identity = self.identity()
         settings = {
-            **_with_role(self.identity(), ModelConfig, Role.MODEL),
-            "training": _with_role(self.identity()["training"], TrainingConfig, Role.MODEL),
+            **_with_role(identity, ModelConfig, Role.MODEL),
+            "training": _with_role(identity["training"], TrainingConfig, Role.MODEL),
             "network_format": NETWORK_FORMAT,
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]

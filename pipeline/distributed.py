@@ -3,14 +3,14 @@ or several CPU processes with the gloo backend).
 
 Every process runs the same loop on its share of each global batch (`World.share`), and
 DistributedDataParallel averages the networks' gradients. What else has to combine across the
-processes goes through the World: batch-norm statistics are summed (`World.sum`, which
-gradients flow back through) so that they are the global batch's; the logged losses are averaged
-(`World.mean`); a stop asked of any process stops them all (`World.any`); `World.barrier` waits
-for all. The VAE's KL term, a sum over the batch, needs none of these: the training step scales
-it by the number of processes, so that DDP's average of the gradients is the gradient of the
-whole batch's sum.
+processes goes through the World: batch-norm statistics are summed (`World.sum`, which gradients
+flow back through) so that they are the global batch's; each step's logged losses are averaged,
+and a stop asked of any process is seen by all, in the loop's one sync (`World.mean_and_any`);
+`World.barrier` waits for all. The VAE's KL term, a sum over the batch, needs none of these: the
+objective scales it by the number of processes, so that DDP's average of the gradients is the
+gradient of the whole batch's sum.
 
-One source of truth: the process group. `start` begins it and returns this process's World;
+One source of truth, the process group: `start` begins it and returns this process's World, and
 `World.current()`, which the norms ask while they run, reads the same group.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -30,21 +30,19 @@ TIMEOUT = datetime.timedelta(minutes=10)
 
 @dataclass(frozen=True)
 class World:
-    """This process's place among the training processes, and the device it computes on."""
+    """This process's place among the training processes."""
 
     rank: int = 0
     size: int = 1
     local_rank: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @classmethod
-    def current(cls, device: torch.device | None = None) -> "World":
+    def current(cls) -> "World":
         """The world of the process group this process belongs to (a world of one without one)."""
-        device = device if device is not None else torch.device("cpu")
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return cls(device=device)
+            return cls()
         rank = dist.get_rank()
-        return cls(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)), device)
+        return cls(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)))
 
     @property
     def main(self) -> bool:
@@ -61,21 +59,14 @@ class World:
         sum of all processes' gradients. The tensor itself in a world of one."""
         return _SumOverRanks.apply(tensor) if self.size > 1 else tensor
 
-    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The mean of a tensor over all processes, detached (e.g. logged losses)."""
-        if self.size == 1:
-            return tensor.detach()
-        total = tensor.detach().clone()
-        dist.all_reduce(total)
-        return total / self.size
-
-    def any(self, flag: bool) -> bool:
-        """Whether `flag` is true in any process."""
-        if self.size == 1:
-            return flag
-        flags = torch.tensor([int(flag)], device=self.device)
-        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        return bool(flags.item())
+    def mean_and_any(self, values: torch.Tensor, flag: bool) -> tuple[list[float], bool]:
+        """The mean of `values` (1-d, detached) over all processes, and whether `flag` is true in
+        any of them, from one all-reduce."""
+        combined = torch.cat([values.detach(), values.new_tensor([float(flag)])])
+        if self.size > 1:
+            dist.all_reduce(combined)
+        *means, flags = (combined / self.size).tolist()
+        return means, flags > 0
 
     def barrier(self) -> None:
         """Wait until every process is here."""
@@ -83,17 +74,17 @@ class World:
             dist.barrier()
 
 
-def start(device: torch.device) -> World:
+def start(device: torch.device) -> tuple[World, torch.device]:
     """This process's World as torchrun described it in the environment, its process group
-    started (NCCL on CUDA, with this process on its node's GPU local_rank; gloo on the CPU). A
-    plain `python` run is a world of one and starts nothing."""
+    started, and the device it computes on: on CUDA, its node's GPU local_rank (NCCL); on the CPU,
+    gloo. A plain `python` run is a world of one and starts nothing."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return World(device=device)
+        return World(), device
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
-    return World.current(device)
+    return World.current(), device
 
 
 def stop() -> None:

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from pipeline import cli
-from pipeline.config import ModelConfig
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.fid import (
@@ -36,6 +35,7 @@ from pipeline.files import atomic_path
 from pipeline.images import save_png
 from pipeline.labelmaps import CLASS_NAMES, read_label, write_label
 from pipeline.metrics import bootstrap_intervals, confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
+from pipeline.models.trained import load_settings
 from pipeline.pairs import working_image, working_labels
 from pipeline.parse.manifest import read_manifests
 from pipeline.progress import progress
@@ -123,7 +123,7 @@ def training_summary(weights: Path, train_log: Path, vae_z: str) -> dict:
     that generator's defaults (ModelConfig.distinguishing_settings), resolution, iterations,
     training hours (the sum of the logged step times), the signs of a failed run at its last
     step (pipeline.health) and, for VAE models, where synthesis took z from (metrics.vae_z)."""
-    model = ModelConfig.from_settings(torch.load(weights, map_location="cpu", weights_only=True)["model"])
+    model = load_settings(weights)
     rows = read_rows(train_log)
     seconds = sum(model.training.batch_size / float(row["img_per_s"]) for row in rows)
     changed = model.distinguishing_settings()
@@ -165,14 +165,14 @@ def main() -> None:
     )
     row.add_argument("--images", type=Path, required=True, help="the row's images for FID/KID")
     row.add_argument("--real-stats", type=Path, required=True, help="statistics of the real test images")
-    row.add_argument("--resolution", type=int, required=True, help="the row's working resolution")
-    row.add_argument(
-        "--trained", type=Path, nargs="*", default=[], metavar="FILE",
-        help="a model row's generator.pt and train_log.csv (none for the real row)",
-    )
+    row.add_argument("--weights", type=Path, help="the model's generator.pt (none for the real row)")
+    row.add_argument("--train-log", type=Path)
+    row.add_argument("--resolution", type=int, help="the real row's working resolution")
     row.add_argument("--out", type=Path, required=True)
     for command in (stats, row):
-        command.add_argument("--metrics-json", required=True, help="the validated `metrics` config section")
+        command.add_argument(
+            "--metrics-json", required=True, help="the validated `metrics` config section (stats: its Inception keys)"
+        )
     args = parser.parse_args()
 
     if args.command == "real":
@@ -188,10 +188,8 @@ def main() -> None:
     result = evaluate_row(
         args.name, args.truth, args.predictions, args.images, Statistics.load(args.real_stats), metrics_cfg, device
     )
-    if args.trained:
-        if len(args.trained) != 2:
-            parser.error("--trained takes a model's generator.pt and its train_log.csv")
-        result.update(training_summary(*args.trained, metrics_cfg["vae_z"]))
+    if args.weights:
+        result.update(training_summary(args.weights, args.train_log, metrics_cfg["vae_z"]))
     else:
         result.update(
             {"settings": "", "resolution": args.resolution, "iterations": None, "train_hours": None, "health": "",

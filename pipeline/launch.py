@@ -1,8 +1,8 @@
-"""How the workflow starts a model's training job, and what it asks the scheduler for: one
+"""What the workflow's jobs ask the scheduler for, and how a model's training job starts: one
 process; torchrun with `training.gpus` processes on one node; or, on several nodes (a SLURM job,
 run as an `mpi` job so that its shell runs once in the allocation), srun starting one torchrun per
-node, which meet at the job's first node. No torch here: the train rule calls these while the
-workflow is planned."""
+node, which meet at the job's first node. No torch here: the rules call these while the workflow
+is planned."""
 
 from __future__ import annotations
 
@@ -16,10 +16,19 @@ class Processes(Protocol):
     gpus: int
     nodes: int
 
+    @property
+    def world_size(self) -> int: ...
+
+
+def gpu_request(device: str) -> int:
+    """The `gpu` resource of a job that uses one GPU when there is one (`device`: a config's auto,
+    cpu or cuda): so that GPU jobs never overlap on a one-GPU workstation."""
+    return 0 if device == "cpu" else 1
+
 
 def launcher(training: Processes) -> str:
     """The command that runs `-m pipeline.train`."""
-    if training.gpus * training.nodes == 1:
+    if training.world_size == 1:
         return "python"
     # On SIGTERM torchrun forwards it and SIGKILLs the workers after --shutdown-timeout (30 s by
     # default): rank 0 needs longer to finish its step and save the checkpoint (the SLURM
@@ -35,8 +44,8 @@ def launcher(training: Processes) -> str:
 
 
 def one_node_gpus(training: Processes) -> int | None:
-    """The `gpu` resource of a job on one node: its GPUs (none on the CPU, or when the job spans
-    nodes and asks per node, through gres)."""
+    """The `gpu` resource of a training job on one node: its GPUs (none on the CPU, or when the
+    job spans nodes and asks per node, through gres)."""
     return None if training.device == "cpu" or training.nodes > 1 else training.gpus
 
 

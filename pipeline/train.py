@@ -36,7 +36,7 @@ from pipeline.images import save_png
 from pipeline.labelmaps import colorize
 from pipeline.layout import ModelFiles, RunFiles
 from pipeline.models.networks import Networks, build
-from pipeline.models.objective import SPADEObjective
+from pipeline.models.objective import Objective, build_objective
 from pipeline.models.trained import save_trained
 from pipeline.pairs import PairedFaces, load_pairs, to_model_inputs, to_uint8_images
 from pipeline.parse.manifest import read_manifests
@@ -54,17 +54,16 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
     """Train `model` in this process, or as one of the processes torchrun started; then write
     out_dir/generator.pt, and the running log beside it."""
     cfg, files = model.training, ModelFiles(Path(out_dir))
-    world = distributed.start(resolve_device(cfg.device, f"config key training.device (model {model.name})"))
+    world, device = distributed.start(resolve_device(cfg.device, f"config key training.device (model {model.name})"))
     try:
         torch.manual_seed(cfg.seed)
         key = model.run_key()
         run = files.run(key)
         data = load_pairs(image_paths, label_paths, cfg.resolution, cfg.workers, world, key)
-        log.info("%s: %d training pairs at %dx%d on %s", model.name, len(data), cfg.resolution, cfg.resolution,
-                 world.device)
+        log.info("%s: %d training pairs at %dx%d on %s", model.name, len(data), cfg.resolution, cfg.resolution, device)
         log.info("%s: %d process(es), global batch %d, %d per process", model.name, world.size, cfg.batch_size,
                  cfg.batch_size // world.size)
-        trainer = Trainer.create(model, world)
+        trainer = Trainer.create(model, device, world)
         log.info("%s: checkpoints, samples and the running log in %s", model.name, run.folder)
         checkpoints = Checkpoints(run.checkpoints, cfg.keep_checkpoints)
         trainer.resume(checkpoints)
@@ -84,7 +83,7 @@ def train_loop(trainer: Trainer, data: PairedFaces, checkpoints: Checkpoints, ru
     sample grid every sample_every steps, and a checkpoint every checkpoint_every steps, at the
     last step and when a signal asks to stop; then every process exits with the signal's status."""
     cfg, world = trainer.cfg, trainer.world
-    running_log = TrainingLog(run.log, trainer.objective.LOSSES, name)
+    running_log = TrainingLog(run.log, trainer.objective.LOSSES, trainer.objective.FAKE_LOSS, name)
     with (
         stop_requests() as stop_requested,
         running_log.resumed(trainer.step) if world.main else contextlib.nullcontext(),
@@ -95,10 +94,9 @@ def train_loop(trainer: Trainer, data: PairedFaces, checkpoints: Checkpoints, ru
             started = time.perf_counter()
             values, sample = trainer.run_step(data)
             step = trainer.step
-            # The logged values, averaged over the processes, and whether any was asked to stop
-            # (SLURM signals every one; all must stop at the same step).
-            values = world.mean(values).tolist()
-            stop = world.any(bool(stop_requested))
+            # The one sync per step: the logged values, averaged over the processes, and whether any
+            # was asked to stop (SLURM signals every one; all must stop at the same step).
+            values, stop = world.mean_and_any(values, bool(stop_requested))
             img_per_s = cfg.batch_size / (time.perf_counter() - started)
             if world.main:
                 running_log.write(step, values, trainer.learning_rates(), img_per_s)
@@ -115,7 +113,7 @@ def train_loop(trainer: Trainer, data: PairedFaces, checkpoints: Checkpoints, ru
 
 
 def train_step(
-    objective: SPADEObjective,
+    objective: Objective,
     opt_G: torch.optim.Optimizer,
     opt_D: torch.optim.Optimizer,
     seg: torch.Tensor,
@@ -125,8 +123,7 @@ def train_step(
     """One iteration as NVlabs' trainer runs it: a generator update on the objective's G losses,
     then a discriminator update on its D losses, which judge a fake the updated generator makes
     again. Returns the objective's LOSSES (detached, weighted as optimised) and the D step's fake."""
-    # D's gradients from the G step are thrown away: no all-reduce for them.
-    with autocast, getattr(objective.networks.discriminator, "no_sync", contextlib.nullcontext)():
+    with autocast:
         g_losses = objective.generator_losses(seg, real)
     opt_G.zero_grad(set_to_none=True)
     sum(g_losses.values()).backward()
@@ -143,15 +140,16 @@ def train_step(
 
 @dataclasses.dataclass
 class Trainer:
-    """A model's networks, objective and optimisers, set up for the world's device as the config
-    asks: fused Adam, bf16 autocast on CUDA, channels_last where `training.channels_last` (CUDA
-    and CPU alike: oneDNN's convolutions are faster in it too), DistributedDataParallel on
-    several processes, compiled modules where `training.compile`; and the steps taken."""
+    """A model's networks, objective and optimisers, set up for its device as the config asks:
+    fused Adam, bf16 autocast on CUDA, channels_last where `training.channels_last` (CUDA and CPU
+    alike: oneDNN's convolutions are faster in it too), DistributedDataParallel on several
+    processes, compiled modules where `training.compile`; and the steps taken."""
 
     cfg: TrainingConfig
+    device: torch.device
     world: World
     networks: Networks  # whose state checkpoints hold
-    objective: SPADEObjective  # over the networks as the step runs them: wrapped and compiled where asked
+    objective: Objective  # over the networks as the step runs them: wrapped and compiled where asked
     opt_G: torch.optim.Adam
     opt_D: torch.optim.Adam
     autocast: torch.autocast
@@ -159,9 +157,8 @@ class Trainer:
     step: int = 0
 
     @classmethod
-    def create(cls, model: ModelConfig, world: World = World()) -> Trainer:
-        cfg, device = model.training, world.device
-        cuda = device.type == "cuda"
+    def create(cls, model: ModelConfig, device: torch.device, world: World = World()) -> Trainer:
+        cfg, cuda = model.training, device.type == "cuda"
         if cuda:
             torch.backends.cudnn.benchmark = True
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -179,9 +176,9 @@ class Trainer:
             return network
 
         stepped = Networks(*(wrapped(n) for n in (networks.generator, networks.discriminator, networks.encoder)))
-        objective = SPADEObjective.create(model, stepped, world)
+        objective = build_objective(model, stepped, device, world)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and cuda)
-        return cls(cfg, world, networks, objective, opt_G, opt_D, autocast, memory_format)
+        return cls(cfg, device, world, networks, objective, opt_G, opt_D, autocast, memory_format)
 
     def run_step(self, data: PairedFaces) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """The next step: its learning rates, this process's share of its batch, one train_step.
@@ -196,7 +193,7 @@ class Trainer:
         indices = batch_indices(step, cfg.batch_size, len(data), cfg.seed)[share]
         flips = batch_flips(step, cfg.batch_size, cfg.seed) if cfg.flip else torch.zeros(cfg.batch_size, dtype=bool)
         images_uint8, labels_uint8 = data.batch(indices, flips[share])
-        real, seg = to_model_inputs(images_uint8, labels_uint8, self.world.device)
+        real, seg = to_model_inputs(images_uint8, labels_uint8, self.device)
         real, seg = real.contiguous(memory_format=self.memory_format), seg.contiguous(memory_format=self.memory_format)
         losses, fake = train_step(self.objective, self.opt_G, self.opt_D, seg, real, self.autocast)
         self.step += 1

@@ -42,29 +42,31 @@ class TrainingLog:
     replayed into the health watch), then written a row per step, each on disk at once (for
     `tail -f`, and for a run that is killed)."""
 
-    def __init__(self, path: Path, losses: Sequence[str], name: str) -> None:
-        self.path, self.losses, self.name = path, tuple(losses), name
+    def __init__(self, path: Path, losses: Sequence[str], fake_loss: str, name: str) -> None:
+        """`losses`: the model's objective's, in the order of the logged values; `fake_loss`: the
+        one of them the health watch follows (the discriminator's loss on fakes)."""
+        self.path, self.losses, self.fake_loss, self.name = path, tuple(losses), fake_loss, name
         self.columns = columns(losses)
         self.health = HealthWatch()
         self.signs: tuple[str, ...] = ()
 
     @contextmanager
-    def resumed(self, step: int) -> Iterator["TrainingLog"]:
+    def resumed(self, step: int) -> Iterator[None]:
         """The log as of `step`, open for the rows that follow."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         rows = read_csv(self.path, self.columns) if self.path.exists() else []
         rows = [row for row in rows if int(row["step"]) <= step]
         write_csv(self.path, self.columns, ([row[c] for c in self.columns] for row in rows))
-        self.signs = self.health.replay((float(row["D_fake"]), float(row["fake_spread"])) for row in rows)
+        self.signs = self.health.replay((float(row[self.fake_loss]), float(row["fake_spread"])) for row in rows)
         # Line-buffered: each row reaches the file when it is written.
         with open(self.path, "a", newline="", buffering=1) as f:
             self._writer = csv.writer(f)
-            yield self
+            yield
 
     def write(self, step: int, values: Sequence[float], learning_rates: tuple[float, float], img_per_s: float) -> None:
         """One step's row: `values` are the losses, then the fakes' spread."""
         *losses, spread = values
-        signs, was = self.health.update(losses[self.losses.index("D_fake")], spread), self.signs
+        signs, was = self.health.update(losses[self.losses.index(self.fake_loss)], spread), self.signs
         for sign in set(signs) - set(was):
             log.warning("%s at step %d: %s (training goes on)", self.name, step, SIGNS[sign])
         for sign in set(was) - set(signs):

@@ -9,8 +9,8 @@ bias before a batch norm), so which way such a weight moves depends on the CPU's
 from there the rest of the step. The fixture's losses agree on any CPU; its weights after the
 step only on the CPU that made it. NVlabs' step and ours on the same CPU agree to rounding.
 
-    python tests/nvlabs_step.py NVLABS_DIR FIXTURE OUT   # a subprocess: NVlabs' packages are
-                                                       # named models, data, util, options
+    python tests/nvlabs_step.py NVLABS_DIR FIXTURE OUT THREADS   # a subprocess: NVlabs' packages
+                                                               # are named models, data, util, options
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def step(record: dict, vae: bool) -> dict:
 
 def main() -> None:
     nvlabs, fixture, out = (Path(arg) for arg in sys.argv[1:4])
+    torch.set_num_threads(int(sys.argv[4]))  # the caller's: the threads decide the order of sums
     sys.path.insert(0, str(nvlabs))
     # util.util imports dill only to pickle objects to files, which this never does.
     sys.modules.setdefault("dill", pickle)

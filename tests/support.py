@@ -85,7 +85,7 @@ def data_section(fake, download_dir: Path, **overrides) -> dict:
 
 
 # The smoke run the workflow test makes and the crash test compares its recovered run with.
-SMOKE_COMPARE = ["spade", "spade_vae"]
+SMOKE_COMPARE = ["spade", "spade_vae", "pix2pixhd"]
 SMOKE_ITERATIONS = 30
 
 

@@ -50,7 +50,7 @@ FRACTION = (0.5, 0.9)
 TIMED_COLUMNS = {"train_hours"}
 
 
-# The README's command for the smoke run (the same command after every stop).
+# The smoke run's command (docs/testing.md), the same after every stop.
 COMMAND = ["results/table.csv", "--cores", "2", "--configfile", "smoke.yaml"]
 
 
@@ -123,7 +123,8 @@ def partial_files(results: Path) -> list[str]:
 def uninterrupted_run(tmp_path: Path) -> Path:
     """The smoke run's table and job times: the workflow test's, where it kept them for this
     checkout, code and machine; else made here."""
-    key = fingerprint("smoke", SMOKE_COMPARE, SMOKE_ITERATIONS)
+    made_by = Path(__file__).with_name("test_workflow.py")  # the smoke test, which keeps its run
+    key = fingerprint("smoke", SMOKE_COMPARE, SMOKE_ITERATIONS, made_by=made_by)
     if kept_run("smoke", key).exists():
         return kept_run("smoke", key)
     straight = tmp_path / "straight"

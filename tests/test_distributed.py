@@ -90,8 +90,8 @@ def _one_step(rank: int, size: int, name: str, port: int, out: str) -> None:
     model = dataclasses.replace(model, training=dataclasses.replace(model.training, lr_G=0.0, lr_D=0.0))
     torch.manual_seed(0)
     world = World(rank, size, rank)
-    trainer = Trainer.create(model, world)
-    values = world.mean(trainer.run_step(data)[0])
+    trainer = Trainer.create(model, torch.device("cpu"), world)
+    values, _ = world.mean_and_any(trainer.run_step(data)[0], False)
     networks = trainer.networks
     grads = {
         f"{part}.{key}": parameter.grad.clone()
@@ -100,7 +100,8 @@ def _one_step(rank: int, size: int, name: str, port: int, out: str) -> None:
         for key, parameter in network.named_parameters()
     }
     if rank == 0:
-        torch.save({"losses": values[: len(SPADEObjective.LOSSES)], "grads": grads}, out)
+        losses = torch.tensor(values[: len(SPADEObjective.LOSSES)], dtype=torch.float64)
+        torch.save({"losses": losses, "grads": grads}, out)
     if size > 1:
         dist.destroy_process_group()
 

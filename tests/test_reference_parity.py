@@ -47,8 +47,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
-# Below this fraction of its tensor's largest gradient, a gradient may be 0 but for rounding.
-NOISE_GRADIENT = 1e-3
+# A gradient above 0 and below this fraction of its tensor's largest may be 0 but for rounding
+# (measured: the weights that differ from NVlabs' after the step have gradients below 5e-5 of
+# their tensor's largest); at most this share of a network's weights may be so.
+NOISE_GRADIENT = 1e-4
+NOISE_SHARE = 0.01
 
 # NVlabs parameter names -> ours. Names not matched here are the same in both (the whole
 # generator: fc, head_0, G_middle_*, up_*, conv_img, each block's conv_*/norm_* with SPADE's
@@ -174,8 +177,10 @@ def nvlabs_after_step(tmp_path_factory) -> dict:
     (tests/nvlabs_step.py), by case."""
     out = tmp_path_factory.mktemp("nvlabs") / "after_step.pt"
     script = Path(__file__).with_name("nvlabs_step.py")
-    result = subprocess.run([sys.executable, str(script), str(REFERENCE / "nvlabs-spade"), str(FIXTURE), str(out)],
-                            capture_output=True, text=True, timeout=600)
+    # With this process's threads: other threads sum the convolutions' gradients in another order.
+    command = [sys.executable, str(script), str(REFERENCE / "nvlabs-spade"), str(FIXTURE), str(out),
+               str(torch.get_num_threads())]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return torch.load(out, weights_only=True)
 
@@ -201,7 +206,8 @@ def test_nvlabs_one_training_iteration(fixture, nvlabs_after_step, name, memory_
             networks.encoder(real)
     opt_G, opt_D = make_optimizers(networks, model.training, fused=True)
     torch.manual_seed(2)
-    losses, _ = train_step(SPADEObjective.create(model, networks, World()), opt_G, opt_D, seg, real)
+    objective = SPADEObjective.create(model, networks, torch.device("cpu"), World())
+    losses, _ = train_step(objective, opt_G, opt_D, seg, real)
 
     measured = dict(zip(SPADEObjective.LOSSES, losses.tolist()))
     expected = {**record["step1"]["G_losses"], **record["step1"]["D_losses"]}
@@ -216,25 +222,26 @@ def test_nvlabs_one_training_iteration(fixture, nvlabs_after_step, name, memory_
         # kernels are NVlabs'. The D step's losses above already come from the updated G.
         return
 
-    learning_rates = {"G": model.training.lr_G, "E": model.training.lr_G, "D": model.training.lr_D}
     for part, network in (("G", networks.generator), ("D", networks.discriminator), ("E", networks.encoder)):
         if network is None:
             continue
         state, parameters = network.state_dict(), dict(network.named_parameters())
         theirs = nvlabs_after_step[name][part]
         assert {ours(k) for k in theirs} == set(state), part
+        noise = 0
         for nvlabs_name, expected in theirs.items():
             measured, where = state[ours(nvlabs_name)], f"{part} {nvlabs_name}"
             if ours(nvlabs_name) not in parameters:  # batch-norm statistics, spectral norm's u and v
                 torch.testing.assert_close(measured, expected, **TOLERANCE, msg=where)
                 continue
-            # Adam's first update is lr x g / (|g| + eps). Where a gradient is 0 but for rounding
-            # (measured: below 1e-4 of its tensor's largest), its direction is noise, and the weight
-            # may land anywhere within lr of its start; elsewhere the updates agree to rounding.
+            # Adam's first update is lr x g / (|g| + eps): where a gradient is 0 but for rounding,
+            # its direction is noise and the weight moves anywhere within lr. Those are left out;
+            # every other update (exact zeros included: they stay put) agrees to rounding.
             gradient = parameters[ours(nvlabs_name)].grad.abs()
-            certain = gradient >= NOISE_GRADIENT * gradient.max()
-            torch.testing.assert_close(measured[certain], expected[certain], rtol=1e-6, atol=2e-7, msg=where)
-            assert (measured - expected).abs().max() <= 2 * learning_rates[part], where
+            rounding = (gradient > 0) & (gradient < NOISE_GRADIENT * gradient.max())
+            torch.testing.assert_close(measured[~rounding], expected[~rounding], rtol=1e-6, atol=2e-7, msg=where)
+            noise += int(rounding.sum())
+        assert noise <= NOISE_SHARE * sum(p.numel() for p in parameters.values()), part
 
 
 def nvlabs_vgg_loss(monkeypatch, features: torch.nn.Sequential) -> torch.nn.Module:

@@ -259,8 +259,7 @@ def test_real_row_compares_real_train_with_real_test_and_models_their_syntheses(
     assert "--images results/real/64/train" in real
     assert "--predictions results/resegment/real/0 results/resegment/real/1 " in real
     assert "--shard 1 --out-dir results/resegment/real/1 " in plan
-    assert "--truth results/real/64/truth" in real and "results/models" not in real
+    assert "--truth results/real/64/truth" in real and "--weights" not in real
     spade = next(line for line in dry_run("results/metrics/spade.json").splitlines() if "evaluate row" in line)
-    assert "--images results/synth/spade" in spade
-    assert "--trained results/models/spade/generator.pt results/models/spade/train_log.csv" in spade
+    assert "--images results/synth/spade" in spade and "--weights results/models/spade/generator.pt" in spade
     assert "--truth results/real/64/truth" in spade

@@ -28,7 +28,6 @@ from torchvision.models import vgg19
 
 from pipeline.config import ModelConfig, resolve
 from pipeline.data.procedural import procedural_face
-from pipeline.distributed import World
 from pipeline.layout import ModelFiles
 from pipeline.models.loss import VGGLoss, d_hinge_loss, feature_matching_loss, g_hinge_loss, kld_loss
 from pipeline.models.objective import SPADEObjective
@@ -199,7 +198,7 @@ def test_a_checkpoint_resumes_onto_another_device_with_the_rng_state_on_the_cpu(
     model, found = checkpoints
     saved = torch.load(found.newest(), weights_only=True)
     assert saved["rng_cpu"].dtype == torch.uint8
-    trainer = Trainer.create(model)
+    trainer = Trainer.create(model, torch.device("cpu"))
     networks = trainer.networks
     for network in (networks.generator, networks.discriminator):
         network.to("meta")
@@ -218,7 +217,7 @@ def test_a_resumed_optimiser_keeps_the_implementation_chosen_for_its_device(chec
     """A checkpoint of an unfused (CPU) run resumed by fused optimisers (as on CUDA) stays fused,
     with the float32 step counts fused Adam needs, and takes a step."""
     model, found = checkpoints
-    trainer = Trainer.create(model)  # fused optimisers
+    trainer = Trainer.create(model, torch.device("cpu"))  # fused optimisers
     with torch.random.fork_rng():
         trainer.resume(found)
     for opt in (trainer.opt_G, trainer.opt_D):
@@ -266,20 +265,35 @@ def test_stop_requests_leaves_an_ignored_ctrl_c_ignored(sigterm_guard):
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(pairs, tmp_path_factory):
+    """The final weights of a run of 24 steps left alone, by (model, device): one run serves
+    every way of interrupting it (the checkpoint interval does not change the weights)."""
+    runs = {}
+
+    def weights(model: str, device: str) -> dict:
+        if (model, device) not in runs:
+            straight = tmp_path_factory.mktemp("straight")
+            process = run_training(straight, pairs, iterations=24, device=device, model=model)
+            _, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stderr
+            runs[model, device] = final_weights(straight)
+        return runs[model, device]
+
+    return weights
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize(
     "how, model", [("sigterm", "spade_vae"), ("sigint", "spade_vae"), ("sigkill", "spade_vae"), ("sigkill", "spade_unpool")]
 )
-def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(pairs, tmp_path, how, model, device):
+def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(
+    pairs, uninterrupted, tmp_path, how, model, device
+):
     """SIGTERM and SIGINT (Ctrl-C) save a checkpoint at the end of the step; SIGKILL leaves the
     last periodic one. Exactly equal on the CPU. On CUDA (bf16 autocast, cuDNN's autotuned
     kernels, atomics in convolution backward) two uninterrupted runs already differ in the last
     digits, so there the resumed run must only be as close to the straight one as that."""
-    straight = tmp_path / "straight"
-    straight.mkdir()
-    uninterrupted = run_training(straight, pairs, iterations=24, device=device, model=model)
-    _, stderr = uninterrupted.communicate(timeout=300)
-    assert uninterrupted.returncode == 0, stderr
 
     interrupted = tmp_path / "interrupted"
     interrupted.mkdir()
@@ -302,7 +316,7 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(pairs, tmp
     _, stderr = second.communicate(timeout=300)
     assert second.returncode == 0, stderr
     assert (f"resumed from step {stopped_at} (" if how != "sigkill" else "resumed from step") in stderr
-    a, b = final_weights(straight), final_weights(interrupted)
+    a, b = uninterrupted(model, device), final_weights(interrupted)
     for part in ("generator", "encoder"):
         for key in a[part] or {}:
             if device == "cpu":
@@ -327,7 +341,7 @@ def run_losses(name: str, device: str, amp: bool, channels_last: bool, steps: in
     model = tiny_model(name, batch_size=4, channels_last=channels_last, amp=amp, flip=False, device=device,
                        iterations=steps, decay_start=steps)
     torch.manual_seed(0)
-    trainer = Trainer.create(model, World(device=torch.device(device)))
+    trainer = Trainer.create(model, torch.device(device))
     trainer.autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=amp)
     data = bf16_faces()
     return np.array([trainer.run_step(data)[0].tolist()[: len(SPADEObjective.LOSSES)] for _ in range(steps)])
@@ -367,7 +381,7 @@ def test_compiled_training_takes_the_eager_step(pairs, device):
     for compiled in (False, True):
         torch.manual_seed(0)
         model = tiny_model(compile=compiled, amp=False, device=device)
-        trainer = Trainer.create(model, World(device=torch.device(device)))
+        trainer = Trainer.create(model, torch.device(device))
         losses[compiled] = trainer.run_step(data)[0].tolist()
         assert (trainer.networks.generator is not trainer.objective.networks.generator) == compiled
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4, atol=1e-6)

@@ -25,6 +25,8 @@ from support import (
     snakemake,
 )
 
+from pipeline import launch
+from pipeline.config import ModelConfig, resolve
 from pipeline.data.split import read_split
 from pipeline.files import file_digest
 from pipeline.labelmaps import read_label
@@ -44,7 +46,7 @@ def test_dry_run_of_the_split_works_offline(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("configfile", [None, "tests/smoke/config.yaml"])
+@pytest.mark.parametrize("configfile", [None, "tests/smoke/config.yaml", "workflow/demo/config.yaml"])
 @pytest.mark.parametrize("profile", [[], ["--workflow-profile", "none"]])
 def test_dry_run_of_the_whole_table_works_from_an_empty_directory(tmp_path, configfile, profile):
     """The first command many users type, before the split checkpoint has ever run: every job up
@@ -92,9 +94,9 @@ def test_failed_download_leaves_no_split(fake_ffhq, tmp_path):
 
 
 def test_smoke_config_runs_from_nothing_to_the_table(shared, tmp_path):
-    """The smoke configuration with two models and 30 steps, not 200, to keep the suite short
-    (every variant trains in test_train.py). Its table and job times are kept for the crash test,
-    which compares a recovered run with this one."""
+    """The smoke configuration with three models (SPADE with and without its VAE, pix2pixHD) and
+    30 steps, not 200, to keep the suite short (every variant trains in test_train.py). Its table
+    and job times are kept for the crash test, which compares a recovered run with this one."""
     smoke = smoke_config(tmp_path, compare=SMOKE_COMPARE, iterations=SMOKE_ITERATIONS)
     result = snakemake("parse_all", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -110,13 +112,6 @@ def test_smoke_config_runs_from_nothing_to_the_table(shared, tmp_path):
     with Image.open(tmp_path / "results/labels/preview.png") as preview:
         assert preview.width > 6 * 150
     assert "parsed 8, 0 were already done" in (tmp_path / "results/logs/parse/shard_2.log").read_text()
-
-    again = snakemake("parse_all", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path)
-    assert "Nothing to be done" in again.stdout + again.stderr
-    forced = snakemake("parse_all", "--cores", "2", "--configfile", "smoke.yaml", "--forcerun", "parse_shard",
-                       cwd=tmp_path)
-    assert forced.returncode == 0, forced.stderr
-    assert "parsed 0, 16 were already done" in (tmp_path / "results/logs/parse/shard_0.log").read_text()
 
     table = snakemake("results/table.csv", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path, timeout=900)
     assert table.returncode == 0, table.stderr
@@ -134,7 +129,7 @@ def test_smoke_config_runs_from_nothing_to_the_table(shared, tmp_path):
         assert 0 <= float(r["mIoU"]) <= 1 and float(r["FID"]) > 0 and r["n_test"] == "10" and r["resolution"] == "64"
     for output in ("table.md", "per_class_iou.csv", "figures/samples.png", "figures/per_class_iou.png"):
         assert (tmp_path / "results" / output).exists(), output
-    key = fingerprint("smoke", SMOKE_COMPARE, SMOKE_ITERATIONS)
+    key = fingerprint("smoke", SMOKE_COMPARE, SMOKE_ITERATIONS, made_by=Path(__file__))
     keep_run("smoke", key, tmp_path, ["results/table.csv", "results/benchmarks"])
     report = snakemake("--report", "report.html", "--configfile", "smoke.yaml", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
@@ -148,6 +143,15 @@ def test_smoke_config_runs_from_nothing_to_the_table(shared, tmp_path):
     planned = set(re.findall(r"^(\w+)\s+\d+\s*$", plan.stdout, flags=re.M)) - {"total", "job"}
     assert planned == {"train", "synthesize", "resegment", "evaluate", "table"}, plan.stdout
     assert re.search(r"^train\s+1\s*$", plan.stdout, flags=re.M), plan.stdout
+
+    # Parsing is done and stays done; a forced parsing shard skips the label maps it already made.
+    # (Last, since the manifests it writes again are newer than everything after them.)
+    again = snakemake("parse_all", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    forced = snakemake("parse_all", "--cores", "2", "--configfile", "smoke.yaml", "--forcerun", "parse_shard",
+                       cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert "parsed 0, 16 were already done" in (tmp_path / "results/logs/parse/shard_0.log").read_text()
 
 
 def test_missing_users_weights_file_is_named_before_any_job(tmp_path):
@@ -209,3 +213,18 @@ def test_the_train_rule_launches_one_process_or_torchrun_per_node(tmp_path, trai
     assert launcher in command
     if training.get("nodes", 1) > 1:
         assert "--rdzv-id $SLURM_JOB_ID" in command and "scontrol show hostnames $SLURM_JOB_NODELIST" in command
+
+
+@pytest.mark.parametrize(
+    "device, gpus, nodes, gpu, gres, tasks",
+    [("auto", 1, 1, 1, None, None), ("cpu", 2, 1, None, None, None), ("cuda", 4, 1, 4, None, None),
+     ("auto", 4, 2, None, "gpu:4", 2), ("cpu", 2, 2, None, None, 2)],
+)
+def test_a_train_job_asks_for_its_gpus_on_its_node_or_per_node(device, gpus, nodes, gpu, gres, tasks):
+    """One node: Snakemake's `gpu` resource (so that local jobs never share GPUs); several nodes:
+    SLURM's gres per node and one task (a torchrun) per node; on the CPU, no GPU at all."""
+    training = ModelConfig.from_config(resolve({"training": {"device": device, "gpus": gpus, "nodes": nodes}}),
+                                       "spade").training
+    assert launch.one_node_gpus(training) == gpu
+    assert launch.gres_per_node(training) == gres
+    assert launch.multi_node(training, training.nodes) == tasks

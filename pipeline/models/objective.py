@@ -1,10 +1,14 @@
 """What a model's networks train with: the losses of one generator update and of one
 discriminator update. The training step (pipeline.train.train_step) optimises whatever the
 objective returns and knows nothing else of it, so a model family with another discriminator and
-other losses (OASIS's per-pixel segmenter, say) brings another objective with the same two
-methods and its own LOSSES, and the step stays as it is."""
+other losses (OASIS's per-pixel segmenter, say) brings an objective of its own, with the same two
+methods, its LOSSES (the training log's columns) and the loss the health watch follows; and
+`build_objective` picks it for the model."""
 
 from __future__ import annotations
+
+import contextlib
+from typing import ClassVar, Protocol
 
 import torch
 
@@ -21,6 +25,24 @@ from pipeline.models.loss import (
     split_scores,
 )
 from pipeline.models.networks import Networks
+
+
+class Objective(Protocol):
+    LOSSES: ClassVar[tuple[str, ...]]
+    # The discriminator's loss on fakes, which pipeline.health watches for a discriminator that
+    # rejects every fake.
+    FAKE_LOSS: ClassVar[str]
+
+    def generator_losses(self, seg: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def discriminator_losses(
+        self, seg: torch.Tensor, real: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]: ...
+
+
+def build_objective(model: ModelConfig, networks: Networks, device: torch.device, world: World) -> Objective:
+    """What `model` trains with: every generator here is trained with SPADE's objective."""
+    return SPADEObjective.create(model, networks, device, world)
 
 
 def discriminate(discriminator, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor):
@@ -42,15 +64,16 @@ class SPADEObjective:
     a sum over the batch, is scaled by the world size so that the averaged gradient is the sum's."""
 
     LOSSES = ("G_gan", "G_feat", "G_vgg", "G_kld", "D_real", "D_fake")
+    FAKE_LOSS = "D_fake"
 
     def __init__(self, networks: Networks, cfg: TrainingConfig, vgg: VGGLoss | None, world: World) -> None:
         self.networks, self.cfg, self.vgg, self.world = networks, cfg, vgg, world
 
     @classmethod
-    def create(cls, model: ModelConfig, networks: Networks, world: World) -> "SPADEObjective":
-        """With torchvision's ImageNet VGG19 on the world's device where the VGG loss is on."""
+    def create(cls, model: ModelConfig, networks: Networks, device: torch.device, world: World) -> "SPADEObjective":
+        """With torchvision's ImageNet VGG19 on `device` where the VGG loss is on."""
         cfg = model.training
-        vgg = VGGLoss(imagenet_vgg19_features()).to(world.device) if cfg.vgg and cfg.lambda_vgg > 0 else None
+        vgg = VGGLoss(imagenet_vgg19_features()).to(device) if cfg.vgg and cfg.lambda_vgg > 0 else None
         return cls(networks, cfg, vgg, world)
 
     def generate(self, seg: torch.Tensor, real: torch.Tensor):
@@ -67,17 +90,19 @@ class SPADEObjective:
 
     def generator_losses(self, seg: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, zero = self.cfg, torch.zeros((), device=seg.device)
-        fake, posterior = self.generate(seg, real)
-        kld = zero
-        if posterior is not None:
-            kld = kld_loss(*(t.float() for t in posterior)) * cfg.lambda_kld * self.world.size
-        fake_scores, real_scores = discriminate(self.networks.discriminator, seg, fake, real)
-        return {
-            "G_gan": g_hinge_loss(fake_scores),
-            "G_feat": feature_matching_loss(real_scores, fake_scores) * cfg.lambda_feat,
-            "G_vgg": self.vgg(fake.float(), real) * cfg.lambda_vgg if self.vgg is not None else zero,
-            "G_kld": kld,
-        }
+        # D's gradients from the G step are thrown away: no all-reduce for them.
+        with getattr(self.networks.discriminator, "no_sync", contextlib.nullcontext)():
+            fake, posterior = self.generate(seg, real)
+            kld = zero
+            if posterior is not None:
+                kld = kld_loss(*(t.float() for t in posterior)) * cfg.lambda_kld * self.world.size
+            fake_scores, real_scores = discriminate(self.networks.discriminator, seg, fake, real)
+            return {
+                "G_gan": g_hinge_loss(fake_scores),
+                "G_feat": feature_matching_loss(real_scores, fake_scores) * cfg.lambda_feat,
+                "G_vgg": self.vgg(fake.float(), real) * cfg.lambda_vgg if self.vgg is not None else zero,
+                "G_kld": kld,
+            }
 
     def discriminator_losses(
         self, seg: torch.Tensor, real: torch.Tensor
@@ -88,4 +113,3 @@ class SPADEObjective:
         fake_scores, real_scores = discriminate(self.networks.discriminator, seg, fake, real)
         d_real, d_fake = d_hinge_loss(real_scores, fake_scores)
         return {"D_real": d_real, "D_fake": d_fake}, fake
-

@@ -31,15 +31,7 @@ def save_trained(path: str | os.PathLike, model: ModelConfig, networks: Networks
 def load_trained(path: str | os.PathLike, device: torch.device) -> tuple[ModelConfig, Networks]:
     """A trained model's settings and networks (generator and encoder in eval mode, on `device`;
     the discriminator as built, untrained: synthesis does not use it)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path}: no trained generator (train the model first)")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if saved.get("format") != NETWORK_FORMAT:
-        raise PipelineError(
-            f"{path}: written by another version of the pipeline (network format {saved.get('format', 1)}, "
-            f"this one reads {NETWORK_FORMAT}); train the model again (snakemake reruns its train job)"
-        )
+    saved = _read(Path(path))
     model = ModelConfig.from_settings(saved["model"])
     networks = build(model)
     networks.generator.load_state_dict(saved["generator"])
@@ -48,3 +40,20 @@ def load_trained(path: str | os.PathLike, device: torch.device) -> tuple[ModelCo
         networks.encoder.to(device).eval()
     networks.generator.to(device).eval()
     return model, networks
+
+
+def load_settings(path: str | os.PathLike) -> ModelConfig:
+    """The settings a trained model was trained with."""
+    return ModelConfig.from_settings(_read(Path(path))["model"])
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise PipelineError(f"{path}: no trained generator (train the model first)")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("format") != NETWORK_FORMAT:
+        raise PipelineError(
+            f"{path}: written by another version of the pipeline (network format {saved.get('format', 1)}, "
+            f"this one reads {NETWORK_FORMAT}); train the model again (snakemake reruns its train job)"
+        )
+    return saved

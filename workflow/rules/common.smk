@@ -1,9 +1,10 @@
 import csv
 import functools
 
-# Input functions and settings that the workflow's steps share: the shards of the split, the
-# table's rows, and the GPU a job asks for. Each step's own logic is in its stage's modules (e.g.
-# how training is launched, pipeline.launch; where files live, pipeline.layout).
+# The workflow's input functions and settings. They need Snakemake's `config` and `checkpoints`,
+# and Snakemake's linter wants functions apart from rules, so they are here; what they decide is in
+# the stages' modules: where files live (pipeline.layout), how a job is launched and which GPUs it
+# asks for (pipeline.launch), what a setting means (pipeline.config).
 PARSING = config["parsing"]
 PARSER = PARSING["weights"] or PARSER_WEIGHTS
 METRICS = config["metrics"]
@@ -49,9 +50,3 @@ def row_resolution(row):
 
 def model_training(wildcards):
     return ModelConfig.from_config(config, wildcards.model).training
-
-
-def gpu(device):
-    """The `gpu` resource of a job on `device` (a config's auto, cpu or cuda): one GPU unless
-    it runs on the CPU, so that GPU jobs never overlap on a one-GPU workstation."""
-    return 0 if device == "cpu" else 1

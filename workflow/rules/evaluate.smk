@@ -18,7 +18,7 @@ rule synthesize:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=gpu(METRICS["device"]),
+        gpu=launch.gpu_request(METRICS["device"]),
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -70,7 +70,7 @@ rule real_stats:
     resources:
         mem_mb=8000,
         runtime=60,
-        gpu=gpu(METRICS["device"]),
+        gpu=launch.gpu_request(METRICS["device"]),
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -99,7 +99,7 @@ rule resegment:
     resources:
         mem_mb=8000,
         runtime=240,
-        gpu=gpu(PARSING["device"]),
+        gpu=launch.gpu_request(PARSING["device"]),
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -125,7 +125,12 @@ rule evaluate:
         row=ROW_PATTERN,
     params:
         metrics=section_json(config, "metrics"),
-        resolution=lambda wildcards: row_resolution(wildcards.row),
+        # How the row was made: a model's generator.pt and training log, or the real row's resolution.
+        training=lambda wildcards: (
+            "--weights {} --train-log {}".format(*RESULTS.trained(wildcards.row))
+            if wildcards.row != REAL_ROW
+            else f"--resolution {row_resolution(wildcards.row)}"
+        ),
     log:
         "results/logs/evaluate/{row}.log",
     benchmark:
@@ -134,14 +139,13 @@ rule evaluate:
     resources:
         mem_mb=16000,
         runtime=120,
-        gpu=gpu(METRICS["device"]),
+        gpu=launch.gpu_request(METRICS["device"]),
     conda:
         "../../envs/torch.yaml"
     shell:
         "python -m pipeline.evaluate row --name {wildcards.row} --truth {input.truth}"
         " --predictions {input.predictions} --images {input.images} --real-stats {input.real_stats}"
-        " --resolution {params.resolution} --trained {input.trained} --metrics-json {params.metrics:q}"
-        " --out {output} > {log} 2>&1"
+        " {params.training} --metrics-json {params.metrics:q} --out {output} > {log} 2>&1"
 
 
 rule table:

@@ -49,7 +49,7 @@ rule parse_shard:
         shard=r"\d+",
     params:
         parsing=section_json(config, "parsing"),
-        labels_dir=lambda wildcards: RESULTS.labels,
+        labels_dir=lambda wildcards, output: Path(output[0]).parent.parent,
     log:
         "results/logs/parse/shard_{shard}.log",
     benchmark:
@@ -58,7 +58,7 @@ rule parse_shard:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=gpu(PARSING["device"]),
+        gpu=launch.gpu_request(PARSING["device"]),
     conda:
         "../../envs/torch.yaml"
     shell:

@@ -11,7 +11,7 @@ rule train:
         model=MODEL_PATTERN,
     params:
         model=lambda wildcards: ModelConfig.from_config(config, wildcards.model).to_json(),
-        out_dir=lambda wildcards: RESULTS.model(wildcards.model).folder,
+        out_dir=lambda wildcards, output: Path(output.generator).parent,
         # Not passed on: a new format of the networks' weights makes Snakemake retrain.
         network_format=NETWORK_FORMAT,
         launcher=lambda wildcards: launch.launcher(model_training(wildcards)),
