@@ -28,12 +28,12 @@ from pipeline.progress import progress
 # The metadata key of each downloadable kind (see NVlabs/ffhq-dataset).
 KIND_KEYS = {"images1024x1024": "image", "thumbnails128x128": "thumbnail"}
 METADATA_NAME = "ffhq-dataset-v2.json"
-# What to do when Google Drive cannot serve FFHQ to this machine (README: "Getting FFHQ by hand").
+# What to do when Google Drive cannot serve FFHQ to this machine (docs/configuration.md: "Getting FFHQ by hand").
 FFHQ_BY_HAND = (
     "set data.ffhq.mirror to the base URL of an FFHQ mirror (and data.ffhq.metadata to its "
     "ffhq-dataset-v2.json or a local copy), or download FFHQ yourself "
     "(https://github.com/NVlabs/ffhq-dataset: images1024x1024/) and set data.source: folder and "
-    "data.folder: /path/to/images1024x1024 (README: Getting FFHQ by hand)"
+    "data.folder: /path/to/images1024x1024 (docs/configuration.md: Getting FFHQ by hand)"
 )
 
 
