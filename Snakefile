@@ -10,7 +10,7 @@ sys.path.insert(0, workflow.basedir)
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from pipeline import launch
-from pipeline.config import INCEPTION_KEYS, ModelConfig, section_json, validate
+from pipeline.config import INCEPTION_KEYS, DataConfig, ModelConfig, section_json, validate
 from pipeline.layout import DEMO_PARSER_WEIGHTS, PARSER_WEIGHTS, REAL_ROW, RESULTS
 from pipeline.models.architecture import NETWORK_FORMAT
 from pipeline.shards import shard_count

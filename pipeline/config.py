@@ -174,11 +174,25 @@ class ProceduralSource:
 
 
 @dataclass(frozen=True)
+class CelebAMaskHQSource:
+    archive_url: str
+    archive_size: int | None
+    archive_sha256: str | None
+    dir: str
+    retries: int
+    timeout_s: float
+    backoff_s: float
+
+
+@dataclass(frozen=True)
 class DataConfig:
     source: str
     folder: str | None
     ffhq: FfhqSource
     procedural: ProceduralSource
+    celebamask_hq: CelebAMaskHQSource
+    split: str
+    val_in_train: bool
     subsample: int | None
     test_fraction: float
     seed: int
@@ -187,8 +201,18 @@ class DataConfig:
     def from_dict(cls, section: dict) -> "DataConfig":
         """Build from the validated `data` section of the config."""
         return cls(
-            **{**section, "ffhq": FfhqSource(**section["ffhq"]), "procedural": ProceduralSource(**section["procedural"])}
+            **{
+                **section,
+                "ffhq": FfhqSource(**section["ffhq"]),
+                "procedural": ProceduralSource(**section["procedural"]),
+                "celebamask_hq": CelebAMaskHQSource(**section["celebamask_hq"]),
+            }
         )
+
+    @property
+    def labels_from_masks(self) -> bool:
+        """Whether the input label maps are the dataset's own masks (else the parser's)."""
+        return self.source == "celebamask_hq"
 
 
 @dataclass(frozen=True)

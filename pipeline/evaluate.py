@@ -5,8 +5,10 @@
   stats  Inception statistics of a folder (the real test set's are computed once and cached)
   row    pixel accuracy, mIoU (95% bootstrap intervals), per-class IoU, FID and KID of a row
 
-Ground truth for every row is the label map fed to the generator: the parse of the original
-image, resized by nearest neighbour to the working resolution.
+Ground truth for every row is the label map fed to the generator, resized by nearest neighbour
+to the working resolution: the parse of the original image, or CelebAMask-HQ's hand-drawn masks.
+With the masks, a model's row is also scored against the parse of the real test photo (the real
+row's re-segmentation), the FFHQ definition, under names of its own (`..._parse`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pipeline.images import save_png
 from pipeline.labelmaps import CLASS_NAMES, read_label, write_label
 from pipeline.metrics import bootstrap_intervals, confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 from pipeline.models.trained import load_settings
-from pipeline.pairs import working_image, working_labels
+from pipeline.pairs import resize_labels, working_image, working_labels
 from pipeline.parse.manifest import read_manifests
 from pipeline.progress import progress
 from pipeline.training_log import read_rows
@@ -70,6 +72,43 @@ def inception_statistics(folder: Path, weights: str | None, device: torch.device
     return Statistics.of(features(files, inception(weights, device), device, batch_size))
 
 
+def label_files(folders: list[Path]) -> dict[str, Path]:
+    """The label maps of one or more folders (e.g. a row's shards), by file name."""
+    return {path.name: path for folder in folders for path in folder.glob("*.png")}
+
+
+def segmentation_scores(truths: dict[str, Path], predictions: dict[str, Path], where: str, bootstrap: int) -> dict:
+    """Pixel accuracy and mIoU with 95% bootstrap intervals of the predictions against the truths
+    (matched by file name; a truth at another size is resized to the prediction's, by nearest
+    neighbour), and the summed confusion matrix."""
+    per_image = []
+    for name, truth in sorted(truths.items()):
+        if name not in predictions:
+            raise PipelineError(f"{where}: no re-segmentation of test image {Path(name).stem}")
+        predicted = read_label(predictions[name])
+        expected = read_label(truth)
+        if expected.shape != predicted.shape:
+            expected = resize_labels(expected, predicted.shape[0])
+        per_image.append(confusion_matrix(expected, predicted))
+    per_image = np.stack(per_image)
+    total = per_image.sum(axis=0)
+    accuracy_ci, miou_ci = bootstrap_intervals(per_image, resamples=bootstrap)
+    return {
+        "pixel_accuracy": pixel_accuracy(total),
+        "pixel_accuracy_low": accuracy_ci.low,
+        "pixel_accuracy_high": accuracy_ci.high,
+        "mIoU": mean_iou(total),
+        "mIoU_low": miou_ci.low,
+        "mIoU_high": miou_ci.high,
+        "confusion": total,
+    }
+
+
+# The scores against the parse of the real photo, by the name of the score they stand beside.
+PARSE_SCORES = {f"{metric}{bound}": f"{metric}_parse{bound}" for metric in ("pixel_accuracy", "mIoU")
+                for bound in ("", "_low", "_high")}  # fmt: skip
+
+
 def evaluate_row(
     name: str,
     truth_dir: Path,
@@ -78,37 +117,36 @@ def evaluate_row(
     real_stats: Statistics,
     metrics_cfg: dict,
     device: torch.device,
+    parse_truth_dirs: list[Path] | None = None,
 ) -> dict:
     """Metrics of one table row: re-segmentations (found by file name in any of the shard
-    folders) against ground truth, images against the real test set's Inception statistics."""
-    truths = sorted(truth_dir.glob("*.png"))
+    folders) against ground truth (and against `parse_truth_dirs`, the parses of the real test
+    photos, when given), images against the FID reference set's Inception statistics."""
+    truths = label_files([truth_dir])
     if not truths:
         raise PipelineError(f"{truth_dir}: no ground-truth label maps")
-    predictions = {path.name: path for folder in prediction_dirs for path in folder.glob("*.png")}
-    per_image = []
-    for truth in truths:
-        if truth.name not in predictions:
-            folders = ", ".join(map(str, prediction_dirs))
-            raise PipelineError(f"{folders}: no re-segmentation of test image {truth.stem}")
-        per_image.append(confusion_matrix(read_label(truth), read_label(predictions[truth.name])))
-    per_image = np.stack(per_image)
-    total = per_image.sum(axis=0)
-    accuracy_ci, miou_ci = bootstrap_intervals(per_image, resamples=metrics_cfg["bootstrap"])
+    predictions = label_files(prediction_dirs)
+    folders = ", ".join(map(str, prediction_dirs))
+    scores = segmentation_scores(truths, predictions, folders, metrics_cfg["bootstrap"])
+    against_parse = dict.fromkeys(PARSE_SCORES.values())
+    if parse_truth_dirs:
+        parses = {name_: path for name_, path in label_files(parse_truth_dirs).items() if name_ in truths}
+        if len(parses) != len(truths):
+            missing = sorted(set(truths) - set(parses))[0]
+            raise PipelineError(f"{parse_truth_dirs[0].parent}: no parse of real test image {Path(missing).stem}")
+        parse_scores = segmentation_scores(parses, predictions, folders, metrics_cfg["bootstrap"])
+        against_parse = {name_: parse_scores[key] for key, name_ in PARSE_SCORES.items()}
 
     images = image_files(images_dir)
     feats = features(images, inception(metrics_cfg["inception_weights"], device), device, metrics_cfg["batch_size"])
     kid, kid_std = kernel_inception_distance(
         feats, real_stats.features, metrics_cfg["kid_subsets"], metrics_cfg["kid_subset_size"]
     )
-    ious = per_class_iou(total)
+    ious = per_class_iou(scores.pop("confusion"))
     return {
         "model": name,
-        "pixel_accuracy": pixel_accuracy(total),
-        "pixel_accuracy_low": accuracy_ci.low,
-        "pixel_accuracy_high": accuracy_ci.high,
-        "mIoU": mean_iou(total),
-        "mIoU_low": miou_ci.low,
-        "mIoU_high": miou_ci.high,
+        **scores,
+        **against_parse,
         "FID": frechet_distance(Statistics.of(feats), real_stats),
         "FID_unstable": warn_if_unstable(name, min(len(images), len(real_stats.features))),
         "KID": kid,
@@ -164,7 +202,10 @@ def main() -> None:
         "--predictions", type=Path, nargs="+", required=True, help="folders of re-segmentations, same file names"
     )
     row.add_argument("--images", type=Path, required=True, help="the row's images for FID/KID")
-    row.add_argument("--real-stats", type=Path, required=True, help="statistics of the real test images")
+    row.add_argument("--real-stats", type=Path, required=True, help="statistics of the FID reference images")
+    row.add_argument(
+        "--parse-truth", type=Path, nargs="+", help="folders of the real test photos' parses, a second truth"
+    )
     row.add_argument("--weights", type=Path, help="the model's generator.pt (none for the real row)")
     row.add_argument("--train-log", type=Path)
     row.add_argument("--resolution", type=int, help="the real row's working resolution")
@@ -174,6 +215,8 @@ def main() -> None:
             "--metrics-json", required=True, help="the validated `metrics` config section (stats: its Inception keys)"
         )
     args = parser.parse_args()
+    if args.command == "row" and not ((args.weights and args.train_log) or args.resolution):
+        parser.error("row: give --weights and --train-log (a model's row) or --resolution (the real row)")
 
     if args.command == "real":
         write_real(args.manifests, args.resolution, args.out_dir)
@@ -186,15 +229,13 @@ def main() -> None:
         )
         return
     result = evaluate_row(
-        args.name, args.truth, args.predictions, args.images, Statistics.load(args.real_stats), metrics_cfg, device
+        args.name, args.truth, args.predictions, args.images, Statistics.load(args.real_stats), metrics_cfg, device,
+        args.parse_truth,
     )
     if args.weights:
         result.update(training_summary(args.weights, args.train_log, metrics_cfg["vae_z"]))
-    else:
-        result.update(
-            {"settings": "", "resolution": args.resolution, "iterations": None, "train_hours": None, "health": "",
-             "vae_z": None}
-        )
+    else:  # the real row: nothing was trained
+        result.update(settings="", resolution=args.resolution, iterations=None, train_hours=None, health="", vae_z=None)
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     log.info(

@@ -108,10 +108,12 @@ class Results:
         the real test images at the working resolution."""
         return self.real(resolution, "test") if row == REAL_ROW else self.synth(row)
 
-    def fid_images(self, row: object, resolution: object) -> str:
-        """A row's images for FID and KID against the real test images: a model's syntheses, or
-        as many real train images (the real row)."""
-        return self.real(resolution, "train") if row == REAL_ROW else self.synth(row)
+    def fid_images(self, row: object, resolution: object, reference: str) -> str:
+        """A row's images for FID and KID against the reference set (metrics.fid_reference: real
+        test or train images): a model's syntheses, or the real row's the other real part."""
+        if row == REAL_ROW:
+            return self.real(resolution, "train" if reference == "test" else "test")
+        return self.synth(row)
 
     def trained(self, row: object) -> list[str]:
         """What a row's evaluation reads of how it was made: a model's generator.pt and training
@@ -121,8 +123,9 @@ class Results:
         files = self.model(row)
         return [str(files.generator), str(files.train_log)]
 
-    def real_stats(self, resolution: object) -> str:
-        return self._path("real", resolution, "test_stats.npz")
+    def real_stats(self, resolution: object, reference: object) -> str:
+        """Inception statistics of the FID reference set: the real test or train images."""
+        return self._path("real", resolution, f"{reference}_stats.npz")
 
     def resegment(self, row: object, shard: object) -> str:
         return self._path("resegment", row, shard)

@@ -1,7 +1,8 @@
 """`python -m pipeline.table`: the comparison tables and figures from the per-row metrics.
 
-results/table.csv (one row per model, then `real`), results/table.md (in the style of the
-SPADE paper's Table 1, then what the papers report for the same models, as context),
+results/table.csv (one row per model, then `real`, each with its protocol), results/table.md
+(the protocol, then the table in the style of the SPADE paper's Table 1, then what papers report
+for the same models: beside our rows only where a metric's protocol matches, else apart),
 results/per_class_iou.csv, and the figures: a per-class IoU chart and
 a grid of test images (label map | real | each model).
 """
@@ -16,11 +17,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipeline import cli
+from pipeline import cli, protocol
+from pipeline.config import DataConfig
 from pipeline.files import atomic_path, write_csv
 from pipeline.health import describe
 from pipeline.images import load_rgb, save_png
 from pipeline.labelmaps import CLASS_NAMES, colorize, read_label
+from pipeline.protocol import differences
 
 log = logging.getLogger("pipeline.table")
 
@@ -33,6 +36,12 @@ COLUMNS = (
     "mIoU",
     "mIoU_low",
     "mIoU_high",
+    "pixel_accuracy_parse",
+    "pixel_accuracy_parse_low",
+    "pixel_accuracy_parse_high",
+    "mIoU_parse",
+    "mIoU_parse_low",
+    "mIoU_parse_high",
     "FID",
     "FID_unstable",
     "KID",
@@ -43,7 +52,11 @@ COLUMNS = (
     "train_hours",
     "health",
     "vae_z",
+    "protocol",
 )
+
+# table.md's names of the published metrics.
+METRIC_NAMES = {"pixel_accuracy": "pixel accuracy (%)", "mIoU": "mIoU (%)", "FID": "FID", "KID": "KID ×100"}
 
 # How the method column names where a VAE row's z came from (metrics.vae_z).
 VAE_Z = {"prior": "z from the prior", "encode": "z encoded from the real test photo"}
@@ -57,19 +70,33 @@ def _cell(value) -> str:
     return str(value)
 
 
-def markdown(rows: list[dict]) -> str:
-    """Accuracy and mIoU in percent with their 95% intervals, FID and KID: higher accuracy and
-    mIoU are better, lower FID and KID are better, as in the SPADE paper's Table 1."""
+def _interval(row: dict, key: str) -> str:
+    if row.get(key) is None:
+        return "—"
+    return f"{100 * row[key]:.1f} [{100 * row[key + '_low']:.1f}, {100 * row[key + '_high']:.1f}]"
+
+
+def markdown(rows: list[dict], protocol_lines: list[str]) -> str:
+    """The protocol, then accuracy and mIoU in percent with their 95% intervals, FID and KID:
+    higher accuracy and mIoU are better, lower FID and KID are better, as in the SPADE paper's
+    Table 1. Where the label maps are the dataset's masks, accuracy and mIoU against the parse of
+    the real photo follow in columns of their own."""
+    against_parse = any(row.get("mIoU_parse") is not None for row in rows)
+    extra = " accuracy vs parse (%) ↑ | mIoU vs parse (%) ↑ |" if against_parse else ""
     lines = [
-        "| Method | settings | pixel accuracy (%) ↑ | mIoU (%) ↑ | FID ↓ | KID ×100 ↓ | test images | resolution | iterations |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "### Protocol",
+        "",
+        *protocol_lines,
+        "",
+        f"| Method | settings | pixel accuracy (%) ↑ | mIoU (%) ↑ |{extra} FID ↓ | KID ×100 ↓ | test images | "
+        "resolution | iterations |",
+        "| --- | --- | --- | --- |" + " --- | --- |" * against_parse + " --- | --- | --- | --- | --- |",
     ]
     for row in rows:
-        accuracy = (
-            f"{100 * row['pixel_accuracy']:.1f} [{100 * row['pixel_accuracy_low']:.1f}, "
-            f"{100 * row['pixel_accuracy_high']:.1f}]"
-        )
-        miou = f"{100 * row['mIoU']:.1f} [{100 * row['mIoU_low']:.1f}, {100 * row['mIoU_high']:.1f}]"
+        accuracy = _interval(row, "pixel_accuracy")
+        miou = _interval(row, "mIoU")
+        if against_parse:
+            miou += f" | {_interval(row, 'pixel_accuracy_parse')} | {_interval(row, 'mIoU_parse')}"
         fid = f"{row['FID']:.1f}" + ("*" if row["FID_unstable"] else "")
         kid = f"{100 * row['KID']:.2f}" + ("" if row["KID_std"] is None else f" ± {100 * row['KID_std']:.2f}")
         iterations = "" if row["iterations"] is None else str(row["iterations"])
@@ -81,9 +108,15 @@ def markdown(rows: list[dict]) -> str:
     lines.append("")
     lines.append(
         "Intervals: 95% bootstrap over test images. `real`: the real test images re-segmented at the "
-        "working resolution (the upper bound for accuracy and mIoU) and FID/KID of real train against "
-        "real test images."
+        "working resolution (the upper bound for accuracy and mIoU) and FID/KID of the other real images "
+        "against the reference set."
     )
+    if against_parse:
+        lines.append(
+            "Accuracy and mIoU score the re-segmented faces against the input label maps (the dataset's "
+            "hand-drawn masks); \"vs parse\" scores them against the segmenter's parse of the real test "
+            "photo instead (how FFHQ rows are scored), so that part of the gap to the masks is the segmenter's."
+        )
     if any(row["vae_z"] == "encode" for row in rows):
         lines.append(
             "VAE rows with z encoded from the real test photo (NVlabs' test protocol) borrow that photo's "
@@ -109,34 +142,54 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def published_section(published: dict[str, list[dict]]) -> str:
-    """The figures papers report for the compared models, under their own heading: measured on
-    other data (ADE20K, other face sets) or with other parsers, so context for reading our rows,
-    never a target they should reach. `published`: model -> its config entries (models.*.published)."""
-    entries = [(model, entry) for model, figures in published.items() for entry in figures]
-    if not entries:
-        return ""
+def _figure(value: float, metric: str) -> str:
+    """A figure as the paper printed it: accuracy and mIoU in percent, KID x100."""
+    return f"{100 * value:.4g}" if metric in ("pixel_accuracy", "mIoU", "KID") else f"{value:g}"
 
-    def percent(entry: dict, key: str) -> str:
-        return f"{100 * entry[key]:.4g}" if key in entry else ""  # the digits the paper printed
 
-    lines = [
-        "",
-        "### Published figures (context, not targets)",
-        "",
-        "What the papers this project is built from report for each model, on their own data and parsers; "
-        "the rows above are measured here, on this run's test set, and are not comparable number for number.",
-        "",
-        "| Method | paper | measured on | pixel accuracy (%) | mIoU (%) | FID | note |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for model, entry in entries:
-        fid = f"{entry['FID']:g}" if "FID" in entry else ""
-        lines.append(
-            f"| {model} | {entry['paper']} | {entry['dataset']} | {percent(entry, 'pixel_accuracy')} | "
-            f"{percent(entry, 'mIoU')} | {fid} | {entry.get('note', '')} |"
-        )
-    return "\n".join(lines) + "\n"
+def _measured(value: float, metric: str) -> str:
+    """Our figure as the table above prints it."""
+    return {"FID": f"{value:.1f}", "KID": f"{100 * value:.2f}"}.get(metric, f"{100 * value:.1f}")
+
+
+def published_section(published: dict[str, list[dict]], rows: list[dict], ours: dict[str, dict]) -> str:
+    """What papers report for the compared models. A figure stands beside our row only where its
+    metric's protocol matches ours (pipeline.protocol); every other figure is listed apart, as
+    context, with the protocol fields it differs in. `published`: model -> its config entries
+    (models.*.published); `ours`: each row's protocol fields."""
+    values = {row["model"]: row for row in rows}
+    beside, apart = [], []
+    for model, entries in published.items():
+        for entry in entries:
+            metrics = [metric for metric in METRIC_NAMES if metric in entry]
+            other = {m: differences(entry, ours[model], m) for m in metrics}
+            for metric in metrics:
+                if not other[metric]:
+                    here = _measured(values[model][metric], metric)
+                    beside.append(f"| {model} | {entry['paper']} | {METRIC_NAMES[metric]} | "
+                                  f"{_figure(entry[metric], metric)} | {here} |")
+            shown = [m for m in metrics if other[m]]
+            if shown:
+                differs = list(dict.fromkeys(d for m in shown for d in other[m]))
+                cells = " | ".join(_figure(entry[m], m) if m in shown else "" for m in METRIC_NAMES)
+                apart.append(f"| {model} | {entry['paper']} | {entry['dataset']} | {cells} | "
+                             f"{'; '.join(differs)} | {entry.get('note', '')} |")
+    lines = []
+    if beside:
+        lines += [
+            "", "### Published figures under this protocol", "",
+            "Figures a paper reports under the protocol above, metric by metric (docs/citing.md says which).", "",
+            "| Method | paper | metric | published | here |", "| --- | --- | --- | --- | --- |", *beside,
+        ]  # fmt: skip
+    if apart:
+        lines += [
+            "", "### Published figures under another protocol (context, not targets)", "",
+            "Measured on other data, splits, resolutions, reference sets or segmenters: not comparable "
+            "number for number with the rows above.", "",
+            f"| Method | paper | measured on | {' | '.join(METRIC_NAMES.values())} | differs in | note |",
+            "| --- | --- | --- |" + " --- |" * len(METRIC_NAMES) + " --- | --- |", *apart,
+        ]  # fmt: skip
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def per_class_chart(rows: list[dict], path: Path) -> None:
@@ -204,12 +257,26 @@ def main() -> None:
     parser.add_argument(
         "--published-json", default="{}", help="model -> figures papers report for it (config models.*.published)"
     )
+    parser.add_argument("--data-json", required=True, help="the validated `data` config section as JSON")
+    parser.add_argument("--split", type=Path, required=True, help="split CSV of the data stage")
+    parser.add_argument("--parser-weights", type=Path, required=True, help="the segmenter's weights")
+    parser.add_argument("--parsing-size", type=int, required=True, help="parsing.size")
+    parser.add_argument("--fid-reference", choices=("test", "train"), required=True, help="metrics.fid_reference")
     args = parser.parse_args()
 
+    run = protocol.measured(DataConfig.from_dict(json.loads(args.data_json)), args.split, args.parser_weights,
+                            args.parsing_size, args.fid_reference)
     rows = [json.loads(path.read_text()) for path in args.metrics]
-    write_csv(args.table, list(COLUMNS), [[_cell(row[c]) for c in COLUMNS] for row in rows])
+    ours = {row["model"]: run.row(row["resolution"], row["n_test"]) for row in rows}
+    for row in rows:
+        row["protocol"] = protocol.summary(run, row["resolution"], row["n_test"])
+    write_csv(args.table, list(COLUMNS), [[_cell(row.get(c)) for c in COLUMNS] for row in rows])
+    real = rows[-1]
     with atomic_path(args.table.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(rows) + published_section(json.loads(args.published_json)))
+        tmp.write_text(
+            markdown(rows, protocol.describe(run, real["resolution"], real["n_test"]))
+            + published_section(json.loads(args.published_json), rows, ours)
+        )
     write_csv(
         args.per_class,
         ["model", *CLASS_NAMES],

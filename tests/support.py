@@ -174,9 +174,10 @@ def rule_blocks() -> dict[str, str]:
     """The text of each rule in workflow/rules that runs something, by name."""
     blocks = {}
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"^(?=(?:rule|checkpoint) )", smk.read_text(), flags=re.M)[1:]:
+        # A rule may be indented under an `if` that chooses between two rules (the label maps' source).
+        for block in re.split(r"^(?=[ \t]*(?:rule|checkpoint) \w+:)", smk.read_text(), flags=re.M)[1:]:
             if "shell:" in block:  # a target rule that only gathers inputs runs nothing
-                blocks[re.match(r"(?:rule|checkpoint) (\w+):", block).group(1)] = block
+                blocks[re.match(r"\s*(?:rule|checkpoint) (\w+):", block).group(1)] = block
     return blocks
 
 

@@ -24,7 +24,7 @@ LAYERS = {
     "models": ("pipeline.models.",),
     "stages": (
         "pipeline.data.", "pipeline.parse.", "pipeline.demo.", "pipeline.train", "pipeline.synthesize",
-        "pipeline.evaluate", "pipeline.table", "pipeline.fid", "pipeline.__main__",
+        "pipeline.evaluate", "pipeline.table", "pipeline.fid", "pipeline.protocol", "pipeline.__main__",
     ),
     "tools": ("pipeline.editor.", "benchmarks."),
 }  # fmt: skip

@@ -168,9 +168,15 @@ def row(name: str, **values) -> dict:
     return {**base, **values}
 
 
+def table_lines(rows: list[dict]) -> list[str]:
+    """table.md's lines from the table's header on (the protocol lines come before it)."""
+    lines = markdown(rows, ["- the protocol"]).splitlines()
+    assert lines[:3] == ["### Protocol", "", "- the protocol"]
+    return lines[next(i for i, line in enumerate(lines) if line.startswith("| Method")):]
+
+
 def test_markdown_table_in_the_papers_style():
-    text = markdown([row("spade"), row("real", settings="", iterations=None, train_hours=None, FID_unstable=True)])
-    lines = text.splitlines()
+    lines = table_lines([row("spade"), row("real", settings="", iterations=None, train_hours=None, FID_unstable=True)])
     assert lines[0].startswith("| Method | settings | pixel accuracy (%) ↑ | mIoU (%) ↑ | FID ↓")
     assert lines[2] == (
         "| spade | spade | 90.0 [85.0, 95.0] | 50.0 [45.0, 55.0] | 31.2 | 1.23 ± 0.10 | 2000 | 256 | 50000 |"
@@ -181,45 +187,87 @@ def test_markdown_table_in_the_papers_style():
 
 
 def test_kid_without_a_spread_prints_no_plus_minus_and_says_why():
-    lines = markdown([row("spade", KID_std=None)]).splitlines()
+    lines = table_lines([row("spade", KID_std=None)])
     assert lines[2].split(" | ")[5] == "1.23"
     assert any(line.startswith("KID ± is its std over random subsets") for line in lines)
 
 
 def test_the_table_names_where_a_vae_rows_z_came_from():
-    prior = markdown([row("spade_vae", vae_z="prior"), row("spade")]).splitlines()
+    prior = table_lines([row("spade_vae", vae_z="prior"), row("spade")])
     assert prior[2].startswith("| spade_vae (z from the prior) |") and prior[3].startswith("| spade |")
     assert not any("not comparable" in line for line in prior)
-    encoded = markdown([row("spade_vae", vae_z="encode")]).splitlines()
+    encoded = table_lines([row("spade_vae", vae_z="encode")])
     assert encoded[2].startswith("| spade_vae (z encoded from the real test photo) |")
     assert any("not comparable" in line for line in encoded)
 
 
 def test_a_row_flags_a_run_that_ended_with_signs_of_failure():
-    lines = markdown([row("pix2pixhd", health="D_wins+same_output"), row("spade")]).splitlines()
+    lines = table_lines([row("pix2pixhd", health="D_wins+same_output"), row("spade")])
     assert lines[2].startswith("| pix2pixhd ⚠ |") and lines[3].startswith("| spade |")
     warning = next(line for line in lines if line.startswith("⚠ pix2pixhd:"))
     assert "rejects every fake" in warning and "nearly identical" in warning
     assert not any(line.startswith("⚠ spade") for line in lines)
 
 
-def test_published_figures_go_under_the_table_apart_from_the_measured_rows():
-    """config.yaml's figures for the default models, as the table rule passes them."""
+# Our rows' protocol fields in the published-figure tests.
+OURS = {"dataset": "CelebAMask-HQ", "split": "index", "reference": "test", "resolution": 256, "images": 2000,
+        "segmenter": "facexlib BiSeNet"}
+
+
+def published_lines(published: dict, models=("spade",)) -> list[str]:
+    from pipeline.table import published_section
+
+    rows = [row(model) for model in models]
+    return published_section(published, rows, {model: OURS for model in models}).splitlines()
+
+
+def test_config_yamls_published_figures_stand_apart_from_an_ffhq_row():
+    """config.yaml's figures for the default models, as the table rule passes them: none was
+    measured under an FFHQ run's protocol."""
     from pipeline.config import load
     from pipeline.table import published_section
 
     config = load()
     published = {model: config["models"][model].get("published", []) for model in config["compare"]}
-    lines = published_section(published).splitlines()
-    assert lines[1] == "### Published figures (context, not targets)"
-    body = [line for line in lines if line.startswith("| ")][2:]  # after the header and its rule
-    assert "| spade | Zhang, Li & Zhou n.d. | FFHQ (10,000 faces), CelebAMask-HQ's parser | 91.39 | 72.13 |  |" in (
-        "\n".join(body)
-    )
-    assert "| spade_unpool | Gorrepati & Lau n.d., novel gen. | ADE20K | 79.5 | 38.2 |  |" in "\n".join(body)
-    assert "| pix2pixhd | Park et al. 2019, table 1 | ADE20K | 69.2 | 20.3 | 81.8 |" in "\n".join(body)
-    assert {line.split(" | ")[0][2:] for line in body} == {"spade", "spade_switchnorm_inln", "spade_unpool", "pix2pixhd"}
-    assert published_section({"spade": []}) == ""  # nothing published: no section
+    ffhq = {**OURS, "dataset": "FFHQ", "split": "seeded, test fraction 0.2"}
+    lines = published_section(published, [row(m) for m in config["compare"]], {m: ffhq for m in config["compare"]})
+    lines = lines.splitlines()
+    assert lines[1] == "### Published figures under another protocol (context, not targets)"
+    body = "\n".join(line for line in lines if line.startswith("| "))
+    assert "| pix2pixhd | Park et al. 2019, table 1 | ADE20K | 69.2 | 20.3 | 81.8 |  | dataset ADE20K (here FFHQ)" in body
+    assert "| spade_unpool | Gorrepati & Lau n.d., novel gen. | ADE20K | 79.5 | 38.2 |  |  |" in body
+    assert "under this protocol" not in "\n".join(lines)
+    assert published_section({"spade": []}, [row("spade")], {"spade": OURS}) == ""  # nothing published
+
+
+@pytest.mark.parametrize("field", ["dataset", "split", "reference", "resolution", "images", "segmenter"])
+def test_a_published_figure_stands_beside_a_row_only_under_its_metrics_protocol(field):
+    """Each protocol field changed in turn: FID and KID need all but the segmenter to match,
+    accuracy and mIoU all of them; a figure that does not match is listed apart, naming why."""
+    figures = {"pixel_accuracy": 0.95, "mIoU": 0.75, "FID": 40.0, "KID": 0.02}
+    other = {"resolution": 512, "images": 500}.get(field, "something else")
+    lines = published_lines({"spade": [{"paper": "P", **OURS, field: other, **figures}]})
+    text = "\n".join(lines)
+    beside = text.partition("under another protocol")[0]
+    fid_matches = field == "segmenter"
+    for metric in ("FID", "KID ×100"):
+        assert (f"| spade | P | {metric} |" in beside) == fid_matches, metric
+    for metric in ("pixel accuracy (%)", "mIoU (%)"):
+        assert f"| spade | P | {metric} |" not in beside
+    apart = text.partition("under another protocol")[2]
+    assert f"{field} {other} (here {OURS[field]})" in apart
+    cells = next(line for line in apart.splitlines() if line.startswith("| spade | P |")).split(" | ")
+    assert cells[3:7] == (["95", "75", "", ""] if fid_matches else ["95", "75", "40", "2"])
+
+
+def test_a_published_figure_under_this_protocol_stands_beside_ours_and_a_missing_field_never_matches():
+    lines = published_lines({"spade": [{"paper": "Q", **OURS, "mIoU": 0.75, "FID": 40.0}]})
+    assert "| spade | Q | mIoU (%) | 75 | 50.0 |" in lines and "| spade | Q | FID | 40 | 31.2 |" in lines
+    assert not any("another protocol" in line for line in lines)
+    unstated = {key: value for key, value in OURS.items() if key != "images"}
+    lines = published_lines({"spade": [{"paper": "R", **unstated, "FID": 40.0}]})
+    assert not any(line.startswith("| spade | R | FID") for line in lines)
+    assert any("images not stated" in line for line in lines)
 
 
 def test_the_table_has_every_column_a_reader_needs():
@@ -263,3 +311,11 @@ def test_real_row_compares_real_train_with_real_test_and_models_their_syntheses(
     spade = next(line for line in dry_run("results/metrics/spade.json").splitlines() if "evaluate row" in line)
     assert "--images results/synth/spade" in spade and "--weights results/models/spade/generator.pt" in spade
     assert "--truth results/real/64/truth" in spade
+
+
+@pytest.mark.parametrize("made", [[], ["--weights", "generator.pt"]])
+def test_an_evaluate_row_call_must_say_how_the_row_was_made(tmp_path, made):
+    command = [sys.executable, "-m", "pipeline.evaluate", "row", "--name", "spade", "--truth", "t", "--predictions",
+               "p", "--images", "i", "--real-stats", "s.npz", *made, "--metrics-json", "{}", "--out", "o.json"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2 and "give --weights and --train-log" in result.stderr.splitlines()[-1]

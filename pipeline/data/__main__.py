@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline import cli
 from pipeline.config import DataConfig, load
-from pipeline.data import ffhq, folder, split
+from pipeline.data import celebamask_hq, ffhq, folder, split
 from pipeline.data.procedural import write_faces
 
 log = logging.getLogger("pipeline.data")
@@ -21,6 +21,8 @@ log = logging.getLogger("pipeline.data")
 
 def prepare(cfg: DataConfig, threads: int) -> list[split.SplitRow]:
     """Choose the subsample, make sure each chosen image is on disk and verified, split it."""
+    if cfg.source == "celebamask_hq":
+        return celebamask_hq.prepare(cfg, threads)
     if cfg.source == "ffhq":
         entries = ffhq.read_metadata(ffhq.metadata_path(cfg.ffhq), cfg.ffhq.kind)
         chosen = split.choose(entries, cfg.subsample, cfg.seed)

@@ -8,6 +8,8 @@ import functools
 PARSING = config["parsing"]
 PARSER = PARSING["weights"] or PARSER_WEIGHTS
 METRICS = config["metrics"]
+# CelebAMask-HQ brings its own label maps (its masks); every other source is parsed.
+LABELS_FROM_MASKS = DataConfig.from_dict(config["data"]).labels_from_masks
 
 
 def split_sizes():
@@ -31,8 +33,20 @@ def parse_shard_manifests(wildcards):
 
 def resegment_shards(wildcards):
     """A row's re-segmentations, one folder per shard of its test images."""
+    return row_resegment_shards(wildcards.row)
+
+
+def row_resegment_shards(row):
     shards = range(shard_count(split_sizes()[1], PARSING["shard_size"]))
-    return [RESULTS.resegment(wildcards.row, shard) for shard in shards]
+    return [RESULTS.resegment(row, shard) for shard in shards]
+
+
+def parse_truth_shards(wildcards):
+    """The second truth of a model's row where the label maps are CelebAMask-HQ's masks: the
+    parser's label maps of the real test photos (the real row's re-segmentations)."""
+    if not LABELS_FROM_MASKS or wildcards.row == REAL_ROW:
+        return []
+    return row_resegment_shards(REAL_ROW)
 
 
 # Table rows: the compared models, then the real images.

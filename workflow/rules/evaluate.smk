@@ -55,17 +55,20 @@ rule real_images:
 
 
 rule real_stats:
-    """Inception statistics of the real test images, computed once per resolution."""
+    """Inception statistics of the FID reference set (real test or train images), computed once
+    per resolution."""
     input:
-        RESULTS.real("{resolution}", "test"),
+        RESULTS.real("{resolution}", "{reference}"),
     output:
-        RESULTS.real_stats("{resolution}"),
+        RESULTS.real_stats("{resolution}", "{reference}"),
+    wildcard_constraints:
+        reference="test|train",
     params:
         inception=section_json(config, "metrics", INCEPTION_KEYS),
     log:
-        "results/logs/evaluate/real_stats_{resolution}.log",
+        "results/logs/evaluate/real_stats_{resolution}_{reference}.log",
     benchmark:
-        "results/benchmarks/evaluate/real_stats_{resolution}.tsv"
+        "results/benchmarks/evaluate/real_stats_{resolution}_{reference}.tsv"
     threads: 4
     resources:
         mem_mb=8000,
@@ -115,10 +118,13 @@ rule evaluate:
         # All but the re-segmentation shards are known before the split checkpoint has run, so
         # that while it is pending only those wait (e.g. for a dry run's shell commands).
         truth=lambda wildcards: RESULTS.real(row_resolution(wildcards.row), "truth"),
-        images=lambda wildcards: RESULTS.fid_images(wildcards.row, row_resolution(wildcards.row)),
-        real_stats=lambda wildcards: RESULTS.real_stats(row_resolution(wildcards.row)),
+        images=lambda wildcards: RESULTS.fid_images(
+            wildcards.row, row_resolution(wildcards.row), METRICS["fid_reference"]
+        ),
+        real_stats=lambda wildcards: RESULTS.real_stats(row_resolution(wildcards.row), METRICS["fid_reference"]),
         trained=lambda wildcards: RESULTS.trained(wildcards.row),
         predictions=resegment_shards,
+        parse_truth=parse_truth_shards,
     output:
         RESULTS.metrics("{row}"),
     wildcard_constraints:
@@ -130,6 +136,10 @@ rule evaluate:
             "--weights {} --train-log {}".format(*RESULTS.trained(wildcards.row))
             if wildcards.row != REAL_ROW
             else f"--resolution {row_resolution(wildcards.row)}"
+        ),
+        # With CelebAMask-HQ's masks as truth, also the score against the real photo's parse.
+        parse_truth=lambda wildcards, input: (
+            "--parse-truth " + " ".join(input.parse_truth) if input.parse_truth else ""
         ),
     log:
         "results/logs/evaluate/{row}.log",
@@ -145,7 +155,7 @@ rule evaluate:
     shell:
         "python -m pipeline.evaluate row --name {wildcards.row} --truth {input.truth}"
         " --predictions {input.predictions} --images {input.images} --real-stats {input.real_stats}"
-        " {params.training} --metrics-json {params.metrics:q} --out {output} > {log} 2>&1"
+        " {params.training} {params.parse_truth} --metrics-json {params.metrics:q} --out {output} > {log} 2>&1"
 
 
 rule table:
@@ -155,10 +165,15 @@ rule table:
         truth=RESULTS.real(row_resolution(REAL_ROW), "truth"),
         real=RESULTS.real(row_resolution(REAL_ROW), "test"),
         synth=[RESULTS.synth(model) for model in config["compare"]],
+        split=RESULTS.split,
+        parser=PARSER,
     params:
         published=json.dumps(
             {model: config["models"][model].get("published", []) for model in config["compare"]}
         ),
+        data=section_json(config, "data"),
+        parsing_size=PARSING["size"],
+        fid_reference=METRICS["fid_reference"],
     output:
         table=report(RESULTS.table, caption="../report/table.rst", category="Comparison"),
         markdown=RESULTS.table_markdown,
@@ -178,4 +193,6 @@ rule table:
     shell:
         "python -m pipeline.table --metrics {input.metrics} --table {output.table} --per-class {output.per_class}"
         " --chart {output.chart} --samples {output.samples} --truth {input.truth} --real {input.real}"
-        " --synth {input.synth} --published-json {params.published:q} > {log} 2>&1"
+        " --synth {input.synth} --published-json {params.published:q} --data-json {params.data:q}"
+        " --split {input.split} --parser-weights {input.parser:q} --parsing-size {params.parsing_size}"
+        " --fid-reference {params.fid_reference} > {log} 2>&1"

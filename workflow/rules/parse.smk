@@ -37,34 +37,64 @@ rule demo_parser:
         "python -m pipeline.demo parser --out {output} --threads {threads} > {log} 2>&1"
 
 
-rule parse_shard:
-    """Parse one shard of the split into results/labels/{image_id}.png; the manifest lists them.
-    Label maps this parser already made are skipped, so a rerun or a requeued job resumes."""
-    input:
-        split=RESULTS.split,
-        weights=PARSER,
-    output:
-        RESULTS.shard_manifest("{shard}"),
-    wildcard_constraints:
-        shard=r"\d+",
-    params:
-        parsing=section_json(config, "parsing"),
-        labels_dir=lambda wildcards, output: Path(output[0]).parent.parent,
-    log:
-        "results/logs/parse/shard_{shard}.log",
-    benchmark:
-        "results/benchmarks/parse/shard_{shard}.tsv"
-    threads: PARSING["workers"] + 1
-    resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=launch.gpu_request(PARSING["device"]),
-    conda:
-        "../../envs/torch.yaml"
-    shell:
-        "python -m pipeline.parse shard --parsing-json {params.parsing:q} --weights {input.weights:q}"
-        " --split {input.split} --shard {wildcards.shard} --labels-dir {params.labels_dir}"
-        " --manifest {output} --threads {threads} > {log} 2>&1"
+if LABELS_FROM_MASKS:
+
+    rule mask_shard:
+        """Merge one shard of the split's CelebAMask-HQ part masks into results/labels/{image_id}.png
+        (the input label maps; the parser only re-segments); the manifest lists them."""
+        input:
+            RESULTS.split,
+        output:
+            RESULTS.shard_manifest("{shard}"),
+        wildcard_constraints:
+            shard=r"\d+",
+        params:
+            shard_size=PARSING["shard_size"],
+            labels_dir=lambda wildcards, output: Path(output[0]).parent.parent,
+        log:
+            "results/logs/data/masks_{shard}.log",
+        benchmark:
+            "results/benchmarks/data/masks_{shard}.tsv"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=60,
+        conda:
+            "../../envs/data.yaml"
+        shell:
+            "python -m pipeline.data.masks --split {input} --shard {wildcards.shard} --shard-size {params.shard_size}"
+            " --labels-dir {params.labels_dir} --manifest {output} > {log} 2>&1"
+
+else:
+
+    rule parse_shard:
+        """Parse one shard of the split into results/labels/{image_id}.png; the manifest lists them.
+        Label maps this parser already made are skipped, so a rerun or a requeued job resumes."""
+        input:
+            split=RESULTS.split,
+            weights=PARSER,
+        output:
+            RESULTS.shard_manifest("{shard}"),
+        wildcard_constraints:
+            shard=r"\d+",
+        params:
+            parsing=section_json(config, "parsing"),
+            labels_dir=lambda wildcards, output: Path(output[0]).parent.parent,
+        log:
+            "results/logs/parse/shard_{shard}.log",
+        benchmark:
+            "results/benchmarks/parse/shard_{shard}.tsv"
+        threads: PARSING["workers"] + 1
+        resources:
+            mem_mb=8000,
+            runtime=120,
+            gpu=launch.gpu_request(PARSING["device"]),
+        conda:
+            "../../envs/torch.yaml"
+        shell:
+            "python -m pipeline.parse shard --parsing-json {params.parsing:q} --weights {input.weights:q}"
+            " --split {input.split} --shard {wildcards.shard} --labels-dir {params.labels_dir}"
+            " --manifest {output} --threads {threads} > {log} 2>&1"
 
 
 rule parse_preview:

@@ -1,0 +1,42 @@
+"""`python -m pipeline.data.masks`: one shard of CelebAMask-HQ's label maps, merged from the
+dataset's part masks (pipeline.data.celebamask_hq) into {labels-dir}/{image_id}.png and listed in
+a manifest, as the parsing stage lists its parses. A merge already there is kept."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from pipeline import cli
+from pipeline.data.celebamask_hq import write_merged
+from pipeline.data.split import read_split
+from pipeline.parse.manifest import write_manifest
+from pipeline.progress import progress
+from pipeline.shards import shard_items
+
+log = logging.getLogger("pipeline.data.masks")
+
+
+def merge_shard(split_csv: Path, shard: int, shard_size: int, labels_dir: Path, manifest: Path) -> None:
+    rows = shard_items(read_split(split_csv), shard, shard_size)
+    labels = [labels_dir / f"{row.image_id}.png" for row in rows]
+    merged = sum(write_merged(row.path, label) for row, label in progress(zip(rows, labels), total=len(rows),
+                                                                          desc=f"shard {shard}", unit="img"))
+    write_manifest(((row.image_id, row.split, row.path, str(label)) for row, label in zip(rows, labels)), manifest)
+    log.info("shard %d: merged %d, %d were already done; wrote %s", shard, merged, len(rows) - merged, manifest)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.data.masks", description=__doc__)
+    parser.add_argument("--split", type=Path, required=True, help="split CSV of the data stage")
+    parser.add_argument("--shard", type=int, required=True, help="shard number, from 0")
+    parser.add_argument("--shard-size", type=int, required=True, help="images per shard (parsing.shard_size)")
+    parser.add_argument("--labels-dir", type=Path, required=True, help="where {image_id}.png label maps go")
+    parser.add_argument("--manifest", type=Path, required=True, help="CSV listing the shard's label maps")
+    args = parser.parse_args()
+    merge_shard(args.split, args.shard, args.shard_size, args.labels_dir, args.manifest)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,123 @@
+"""The protocol a table was measured under, and which published figures share it.
+
+A figure is comparable with a row only under the same protocol, judged per metric: FID and KID
+when dataset, split, FID reference set, working resolution and image count match; accuracy and
+mIoU only when the segmenter matches too (another segmenter scores the same faces differently).
+A published entry (config models.*.published) states its protocol in the same fields; a field it
+leaves out is "not stated" and never matches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline.config import DataConfig
+from pipeline.data.celebamask_hq import FIRST_TEST_ID
+from pipeline.data.split import read_split
+from pipeline.files import file_digest
+from pipeline.parse.weights import BISENET_SHA256
+
+# The protocol fields each metric's comparability depends on.
+FID_FIELDS = ("dataset", "split", "reference", "resolution", "images")
+SEGMENTATION_FIELDS = (*FID_FIELDS, "segmenter")
+METRIC_FIELDS = {"FID": FID_FIELDS, "KID": FID_FIELDS, "pixel_accuracy": SEGMENTATION_FIELDS,
+                 "mIoU": SEGMENTATION_FIELDS}  # fmt: skip
+FACEXLIB_BISENET = "facexlib BiSeNet"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    dataset: str  # CelebAMask-HQ, FFHQ, procedural faces, or the folder of images
+    split: str  # index | celeba | celeba+val (CelebAMask-HQ), or "seeded, test fraction f"
+    train_images: int
+    test_images: int
+    labels: str  # where the input label maps come from
+    segmenter: str  # what re-segments: facexlib BiSeNet, or other weights by sha256
+    parsing_size: int
+    reference: str  # FID/KID reference set: test | train (real images)
+
+    def row(self, resolution: int, images: int) -> dict:
+        """The protocol fields of one table row (rows may differ in resolution and image count)."""
+        return {**asdict(self), "resolution": resolution, "images": images}
+
+
+def dataset_name(data: DataConfig) -> str:
+    return {"celebamask_hq": "CelebAMask-HQ", "ffhq": "FFHQ", "procedural": "procedural faces"}.get(
+        data.source, f"images in {data.folder}"
+    )
+
+
+def split_name(data: DataConfig) -> str:
+    if data.source != "celebamask_hq":
+        return f"seeded, test fraction {data.test_fraction:g}"
+    return data.split + ("+val" if data.split == "celeba" and data.val_in_train else "")
+
+
+def segmenter_name(weights: str | os.PathLike) -> str:
+    sha256 = file_digest(Path(weights), "sha256")
+    return FACEXLIB_BISENET if sha256 == BISENET_SHA256 else f"BiSeNet sha256:{sha256[:16]}"
+
+
+def measured(data: DataConfig, split_csv: Path, parser_weights: Path, parsing_size: int, reference: str) -> Protocol:
+    """The protocol of this run, from its data settings, its split and the parser's weights."""
+    counts = Counter(row.split for row in read_split(split_csv))
+    if data.labels_from_masks:
+        labels = "CelebAMask-HQ's hand-drawn masks, merged in the order of the dataset's g_mask.py"
+    else:
+        labels = "the parse of each original image by the segmenter below"
+    return Protocol(
+        dataset=dataset_name(data),
+        split=split_name(data),
+        train_images=counts["train"],
+        test_images=counts["test"],
+        labels=labels,
+        segmenter=segmenter_name(parser_weights),
+        parsing_size=parsing_size,
+        reference=reference,
+    )
+
+
+def differences(entry: dict, ours: dict, metric: str) -> list[str]:
+    """The protocol fields in which a published entry differs from our row for `metric`, each
+    as "field: theirs (ours: …)"; empty when the figure is comparable."""
+    found = []
+    for key in METRIC_FIELDS[metric]:
+        theirs = entry.get(key)
+        if theirs is None:
+            found.append(f"{key} not stated")
+        elif str(theirs) != str(ours[key]):
+            found.append(f"{key} {theirs} (here {ours[key]})")
+    return found
+
+
+def describe(protocol: Protocol, resolution: int, images: int) -> list[str]:
+    """The protocol as the lines that open table.md."""
+    split = {
+        "index": f"ids {FIRST_TEST_ID:,}-29,999 are test, the rest train",
+        "celeba": "CelebA's own partition of each image's original; val left out",
+        "celeba+val": "CelebA's own partition of each image's original; val in train",
+    }.get(protocol.split, protocol.split)
+    reference, other = ("test", "train") if protocol.reference == "test" else ("train", "test")
+    return [
+        f"- Data: {protocol.dataset}, split `{protocol.split}` ({split}): {protocol.train_images:,} train and "
+        f"{protocol.test_images:,} test images used.",
+        f"- Input label maps: {protocol.labels}.",
+        f"- Re-segmented by: {protocol.segmenter} at {protocol.parsing_size}x{protocol.parsing_size}, its label "
+        "maps resized to the working resolution (nearest neighbour).",
+        f"- Working resolution: {resolution}x{resolution}: images resized bicubic (antialiased), label maps "
+        "by nearest neighbour.",
+        f"- FID/KID reference: the real {reference} images at the working resolution; each model's {images:,} "
+        f"syntheses (one per test label map) against them, and the `real` row's as many real {other} images.",
+    ]
+
+
+def summary(protocol: Protocol, resolution: int, images: int) -> str:
+    """One line for table.csv's protocol column."""
+    return (
+        f"{protocol.dataset}; split {protocol.split} ({protocol.train_images} train/{protocol.test_images} test); "
+        f"labels {'masks' if 'masks' in protocol.labels else 'parser'}; segmenter {protocol.segmenter}; "
+        f"{resolution}px; FID reference {protocol.reference}; {images} images"
+    )
