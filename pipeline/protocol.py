@@ -9,7 +9,6 @@ leaves out is "not stated" and never matches.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ class Protocol:
     test_images: int
     labels: str  # where the input label maps come from
     segmenter: str  # what re-segments: facexlib BiSeNet, or other weights by sha256
+    segmenter_sha256: str
     parsing_size: int
     reference: str  # FID/KID reference set: test | train (real images)
 
@@ -56,14 +56,16 @@ def split_name(data: DataConfig) -> str:
     return data.split + ("+val" if data.split == "celeba" and data.val_in_train else "")
 
 
-def segmenter_name(weights: str | os.PathLike) -> str:
-    sha256 = file_digest(Path(weights), "sha256")
+def segmenter_name(sha256: str) -> str:
+    """What a published entry's `segmenter` must say to match: facexlib's release by name, any
+    other weights by their sha256."""
     return FACEXLIB_BISENET if sha256 == BISENET_SHA256 else f"BiSeNet sha256:{sha256[:16]}"
 
 
 def measured(data: DataConfig, split_csv: Path, parser_weights: Path, parsing_size: int, reference: str) -> Protocol:
     """The protocol of this run, from its data settings, its split and the parser's weights."""
     counts = Counter(row.split for row in read_split(split_csv))
+    sha256 = file_digest(Path(parser_weights), "sha256")
     if data.labels_from_masks:
         labels = "CelebAMask-HQ's hand-drawn masks, merged in the order of the dataset's g_mask.py"
     else:
@@ -74,7 +76,8 @@ def measured(data: DataConfig, split_csv: Path, parser_weights: Path, parsing_si
         train_images=counts["train"],
         test_images=counts["test"],
         labels=labels,
-        segmenter=segmenter_name(parser_weights),
+        segmenter=segmenter_name(sha256),
+        segmenter_sha256=sha256,
         parsing_size=parsing_size,
         reference=reference,
     )
@@ -82,7 +85,10 @@ def measured(data: DataConfig, split_csv: Path, parser_weights: Path, parsing_si
 
 def differences(entry: dict, ours: dict, metric: str) -> list[str]:
     """The protocol fields in which a published entry differs from our row for `metric`, each
-    as "field: theirs (ours: …)"; empty when the figure is comparable."""
+    as "field theirs (here ours)"; empty when the figure is comparable. Other data is named alone:
+    the other fields no longer matter."""
+    if entry["dataset"] != ours["dataset"]:
+        return [f"dataset {entry['dataset']} (here {ours['dataset']})"]
     found = []
     for key in METRIC_FIELDS[metric]:
         theirs = entry.get(key)
@@ -105,7 +111,8 @@ def describe(protocol: Protocol, resolution: int, images: int) -> list[str]:
         f"- Data: {protocol.dataset}, split `{protocol.split}` ({split}): {protocol.train_images:,} train and "
         f"{protocol.test_images:,} test images used.",
         f"- Input label maps: {protocol.labels}.",
-        f"- Re-segmented by: {protocol.segmenter} at {protocol.parsing_size}x{protocol.parsing_size}, its label "
+        f"- Re-segmented by: {protocol.segmenter} (weights sha256 {protocol.segmenter_sha256}) at "
+        f"{protocol.parsing_size}x{protocol.parsing_size}, its label "
         "maps resized to the working resolution (nearest neighbour).",
         f"- Working resolution: {resolution}x{resolution}: images resized bicubic (antialiased), label maps "
         "by nearest neighbour.",
