@@ -166,8 +166,10 @@ rule table:
         real=RESULTS.real(row_resolution(REAL_ROW), "test"),
         synth=[RESULTS.synth(model) for model in config["compare"]],
         split=RESULTS.split,
-        parser=PARSER,
     params:
+        # Hashed for the protocol lines; not an input, so that a dry run before the split plans
+        # the table without a user's weights file (the evaluations, the table's inputs, need it).
+        parser=PARSER,
         published=json.dumps(
             {model: config["models"][model].get("published", []) for model in config["compare"]}
         ),
@@ -194,5 +196,5 @@ rule table:
         "python -m pipeline.table --metrics {input.metrics} --table {output.table} --per-class {output.per_class}"
         " --chart {output.chart} --samples {output.samples} --truth {input.truth} --real {input.real}"
         " --synth {input.synth} --published-json {params.published:q} --data-json {params.data:q}"
-        " --split {input.split} --parser-weights {input.parser:q} --parsing-size {params.parsing_size}"
+        " --split {input.split} --parser-weights {params.parser:q} --parsing-size {params.parsing_size}"
         " --fid-reference {params.fid_reference} > {log} 2>&1"
