@@ -256,3 +256,15 @@ def test_the_workflow_runs_a_fake_tree_to_a_table_that_states_its_protocol(share
     assert re.search(r"\| spade \| Same protocol \| FID \| 40 \| \d+\.\d \|", beside) and "Same protocol | mIoU" not in beside
     assert "| spade | Same protocol | CelebAMask-HQ |  | 70 |" in apart and "segmenter facexlib BiSeNet" in apart
     assert "Other split" not in beside and "split celeba (here index)" in apart
+
+
+def test_an_archive_without_the_tree_is_named_and_leaves_nothing_unpacked(tmp_path):
+    archive = tmp_path / "CelebAMask-HQ.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("Other/CelebA-HQ-img/0.jpg", b"x")
+    with pytest.raises(PipelineError, match=r"CelebAMask-HQ.zip: no CelebAMask-HQ/CelebA-HQ-img/ inside"):
+        celebamask_hq.unpack(archive, tmp_path / "CelebAMask-HQ")
+    archive.write_bytes(b"not a zip")
+    with pytest.raises(PipelineError, match=r"CelebAMask-HQ.zip: cannot unpack"):
+        celebamask_hq.unpack(archive, tmp_path / "CelebAMask-HQ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CelebAMask-HQ.zip"]

@@ -247,17 +247,23 @@ def unpack(archive: Path, target: Path) -> None:
     """Unpack the archive's CelebAMask-HQ/ folder to `target` whole, or not at all."""
     staging = target.with_name(f".{target.name}.unpacking")
     shutil.rmtree(staging, ignore_errors=True)
-    with zipfile.ZipFile(archive) as bundle:
-        for member in progress(bundle.infolist(), desc="unpack", unit="file"):
-            parts = Path(member.filename).parts
-            if member.is_dir() or len(parts) < 2 or parts[0] != target.name or ".." in parts:
-                continue
-            destination = staging.joinpath(*parts[1:])
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            with bundle.open(member) as src, open(destination, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-    if not (staging / IMAGE_DIR).is_dir():
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            for member in progress(bundle.infolist(), desc="unpack", unit="file"):
+                parts = Path(member.filename).parts
+                if member.is_dir() or len(parts) < 2 or parts[0] != target.name or ".." in parts:
+                    continue
+                destination = staging.joinpath(*parts[1:])
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with bundle.open(member) as src, open(destination, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        if not (staging / IMAGE_DIR).is_dir():
+            raise PipelineError(f"{archive}: no {target.name}/{IMAGE_DIR}/ inside")
+    except (zipfile.BadZipFile, OSError) as err:
         shutil.rmtree(staging, ignore_errors=True)
-        raise PipelineError(f"{archive}: no {target.name}/{IMAGE_DIR}/ inside")
+        raise PipelineError(f"{archive}: cannot unpack ({err})") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     os.replace(staging, target)
     log.info("unpacked %s to %s", archive, target)
