@@ -58,6 +58,9 @@ class RetryPolicy:
     retries: int  # attempts after the first
     timeout_s: float  # connect timeout and longest wait for more bytes
     backoff_s: float  # wait before the first retry, doubled for each further one
+    # Whether a complete file with the wrong checksum is fetched again. Not for one whose
+    # checksum a user typed (a wrong setting is likelier than bad bytes) and that is gigabytes.
+    refetch_bad_bytes: bool = True
 
 
 def new_session() -> requests.Session:
@@ -161,7 +164,9 @@ class _Download:
             log.info("%s: attempt %d gave bad bytes (%s)", remote.name, attempt + 1, problem)
             if remote.size is None or part.stat().st_size >= remote.size:
                 part.unlink()  # complete but wrong: resuming from these bytes cannot help
-        raise DownloadError(f"{remote.name}: {problem} after {policy.retries + 1} attempts ({remote.url})")
+                if not policy.refetch_bad_bytes:
+                    break
+        raise DownloadError(f"{remote.name}: {problem} after {attempt + 1} attempts ({remote.url})")
 
     def _append_missing_bytes(self, confirm_pages_left: int = 2) -> None:
         part, size = self.part, self.remote.size

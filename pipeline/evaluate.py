@@ -77,17 +77,20 @@ def label_files(folders: list[Path]) -> dict[str, Path]:
     return {path.name: path for folder in folders for path in folder.glob("*.png")}
 
 
-def segmentation_scores(truths: dict[str, Path], predictions: dict[str, Path], where: str, bootstrap: int) -> dict:
+def segmentation_scores(
+    truths: dict[str, Path], predictions: dict[str, Path], where: str, bootstrap: int, resize: bool = False
+) -> dict:
     """Pixel accuracy and mIoU with 95% bootstrap intervals of the predictions against the truths
-    (matched by file name; a truth at another size is resized to the prediction's, by nearest
-    neighbour), and the summed confusion matrix."""
+    (matched by file name), and the summed confusion matrix. With `resize`, a truth at another
+    size is resized to the prediction's by nearest neighbour (the real photos' parses, made at
+    the shared resolution, for a model of another one)."""
     per_image = []
     for name, truth in sorted(truths.items()):
         if name not in predictions:
             raise PipelineError(f"{where}: no re-segmentation of test image {Path(name).stem}")
         predicted = read_label(predictions[name])
         expected = read_label(truth)
-        if expected.shape != predicted.shape:
+        if resize and expected.shape != predicted.shape:
             expected = resize_labels(expected, predicted.shape[0])
         per_image.append(confusion_matrix(expected, predicted))
     per_image = np.stack(per_image)
@@ -134,7 +137,7 @@ def evaluate_row(
         if len(parses) != len(truths):
             missing = sorted(set(truths) - set(parses))[0]
             raise PipelineError(f"{parse_truth_dirs[0].parent}: no parse of real test image {Path(missing).stem}")
-        parse_scores = segmentation_scores(parses, predictions, folders, metrics_cfg["bootstrap"])
+        parse_scores = segmentation_scores(parses, predictions, folders, metrics_cfg["bootstrap"], resize=True)
         against_parse = {name_: parse_scores[key] for key, name_ in PARSE_SCORES.items()}
 
     images = image_files(images_dir)

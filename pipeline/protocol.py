@@ -105,19 +105,22 @@ def describe(protocol: Protocol, resolution: int, images: int) -> list[str]:
         "index": f"ids {FIRST_TEST_ID:,}-29,999 are test, the rest train",
         "celeba": "CelebA's own partition of each image's original; val left out",
         "celeba+val": "CelebA's own partition of each image's original; val in train",
-    }.get(protocol.split, protocol.split)
-    reference, other = ("test", "train") if protocol.reference == "test" else ("train", "test")
+    }.get(protocol.split)
+    if protocol.reference == "test":
+        reference, real_row = "the real test images", "as many real train images (the first by id)"
+    else:
+        reference, real_row = "as many real train images as test images (the first by id)", "the real test images"
     return [
-        f"- Data: {protocol.dataset}, split `{protocol.split}` ({split}): {protocol.train_images:,} train and "
-        f"{protocol.test_images:,} test images used.",
+        f"- Data: {protocol.dataset}, split `{protocol.split}`{f' ({split})' if split else ''}: "
+        f"{protocol.train_images:,} train and {protocol.test_images:,} test images used.",
         f"- Input label maps: {protocol.labels}.",
         f"- Re-segmented by: {protocol.segmenter} (weights sha256 {protocol.segmenter_sha256}) at "
         f"{protocol.parsing_size}x{protocol.parsing_size}, its label "
         "maps resized to the working resolution (nearest neighbour).",
         f"- Working resolution: {resolution}x{resolution}: images resized bicubic (antialiased), label maps "
         "by nearest neighbour.",
-        f"- FID/KID reference: the real {reference} images at the working resolution; each model's {images:,} "
-        f"syntheses (one per test label map) against them, and the `real` row's as many real {other} images.",
+        f"- FID/KID reference: {reference} at the working resolution; each model's {images:,} syntheses (one "
+        f"per test label map) against them, and for the `real` row {real_row}.",
     ]
 
 

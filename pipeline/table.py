@@ -108,8 +108,8 @@ def markdown(rows: list[dict], protocol_lines: list[str]) -> str:
     lines.append("")
     lines.append(
         "Intervals: 95% bootstrap over test images. `real`: the real test images re-segmented at the "
-        "working resolution (the upper bound for accuracy and mIoU) and FID/KID of the other real images "
-        "against the reference set."
+        "working resolution (the upper bound for accuracy and mIoU: how well the segmenter agrees with the "
+        "input label maps on real photos) and FID/KID of the other real images against the reference set."
     )
     if against_parse:
         lines.append(

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -45,6 +46,14 @@ def test_merged_masks_equal_the_label_maps_they_were_cut_from(tree):
     for index in (TRAIN_IDS[0], TRAIN_IDS[-1], TEST_IDS[0], TEST_IDS[-1]):
         merged = celebamask_hq.merged_labels(tree, index)
         assert merged.shape == (512, 512) and np.array_equal(merged, expected_labels(index)), index
+
+
+def test_the_merge_order_is_g_masks_list2():
+    """switchablenorms/CelebAMask-HQ, face_parsing/Data_preprocessing/g_mask.py, its active list."""
+    assert celebamask_hq.MERGE_ORDER == (
+        "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear", "mouth", "u_lip",
+        "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth",
+    )  # fmt: skip
 
 
 def test_a_later_part_overwrites_an_earlier_one_and_absent_parts_are_skipped(tmp_path):
@@ -117,6 +126,10 @@ def broken_copy(tree: Path, tmp_path: Path, fault: str) -> tuple[Path, str]:
     if fault == "no mask folder":
         shutil.rmtree(mask.parent)
         return root, str(mask.parent)
+    if fault == "no masks":
+        for part in mask.parent.glob(f"{TEST_IDS[0]:05d}_*.png"):
+            part.unlink()
+        return root, str(mask.parent)
     if fault == "id out of range":
         shutil.copy(root / "CelebA-HQ-img" / f"{TEST_IDS[0]}.jpg", root / "CelebA-HQ-img" / "30000.jpg")
         return root, str(root / "CelebA-HQ-img" / "30000.jpg")
@@ -126,7 +139,9 @@ def broken_copy(tree: Path, tmp_path: Path, fault: str) -> tuple[Path, str]:
     return root, str(image)
 
 
-@pytest.mark.parametrize("fault", ["mask size", "unreadable mask", "no mask folder", "id out of range", "image size"])
+@pytest.mark.parametrize(
+    "fault", ["mask size", "unreadable mask", "no mask folder", "no masks", "id out of range", "image size"]
+)
 def test_a_bad_tree_is_a_one_line_error_naming_the_file_and_leaves_no_output(tree, tmp_path, fault):
     root, named = broken_copy(tree, tmp_path, fault)
     out = tmp_path / "results" / "data" / "split.csv"
@@ -184,8 +199,10 @@ def test_a_download_without_a_checksum_to_check_is_refused(tmp_path):
 def test_offline_the_download_fails_at_once_with_advice(tmp_path):
     source = {"archive_url": "https://celebamask.invalid/uc?id=x", "archive_size": 10, "archive_sha256": "0" * 64,
               "dir": str(tmp_path), "retries": 5, "backoff_s": 2.0}
+    started = time.monotonic()
     with pytest.raises(DownloadError) as failure:
         prepare(config(celebamask_hq=source), threads=1)
+    assert time.monotonic() - started < 2.0  # one backoff would already take 2 s
     message = str(failure.value)
     assert "cannot resolve celebamask.invalid" in message and "data.folder" in message and "\n" not in message
 
@@ -194,9 +211,11 @@ def test_bytes_that_are_not_the_configured_archive_are_refused(tree, tmp_path):
     data = archive_of(tree)
     with FakeFfhqServer(FakeFfhq(images={"archive": data})) as server:
         source = {"archive_url": f"{server.base_url}/uc?id=drive-archive", "archive_size": len(data),
-                  "archive_sha256": "0" * 64, "dir": str(tmp_path), "retries": 0, "backoff_s": 0.01}
-        with pytest.raises(DownloadError, match="checksum mismatch"):
+                  "archive_sha256": "0" * 64, "dir": str(tmp_path), "retries": 3, "backoff_s": 0.01}
+        with pytest.raises(DownloadError, match="checksum mismatch.*after 1 attempts.*data.folder"):
             prepare(config(celebamask_hq=source), threads=1)
+        # A whole archive that is not the one configured is not fetched again: the setting is likelier wrong.
+        assert [path for path, _ in server.requests].count("/download") == 1
     assert not (tmp_path / "CelebAMask-HQ").exists() and not (tmp_path / "CelebAMask-HQ.zip").exists()
 
 

@@ -319,3 +319,13 @@ def test_an_evaluate_row_call_must_say_how_the_row_was_made(tmp_path, made):
                "p", "--images", "i", "--real-stats", "s.npz", *made, "--metrics-json", "{}", "--out", "o.json"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and "give --weights and --train-log" in result.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("reference, real_row_images", [("test", "train"), ("train", "test")])
+def test_the_fid_reference_decides_the_statistics_and_the_real_rows_images(reference, real_row_images):
+    from pipeline.layout import Results
+
+    results = Results()
+    assert results.real_stats(64, reference) == f"results/real/64/{reference}_stats.npz"
+    assert results.fid_images("real", 64, reference) == f"results/real/64/{real_row_images}"
+    assert results.fid_images("spade", 64, reference) == "results/synth/spade"

@@ -28,7 +28,7 @@ from PIL import Image
 
 from pipeline.config import CelebAMaskHQSource, ConfigError, DataConfig
 from pipeline.data import split
-from pipeline.download import DownloadError, QuotaExceeded, RemoteFile, RetryPolicy, UnknownHost, fetch, new_session
+from pipeline.download import DownloadError, RemoteFile, RetryPolicy, fetch, new_session
 from pipeline.errors import PipelineError
 from pipeline.labelmaps import CLASS_NAMES, label_provenance, write_label
 from pipeline.progress import progress
@@ -139,8 +139,10 @@ def merged_labels(root: Path, index: int) -> np.ndarray:
     part's mask is set)."""
     labels = np.zeros((MASK_SIZE, MASK_SIZE), dtype=np.uint8)
     folder = mask_folder(root, index)
-    for part in MERGE_ORDER:
-        path = folder / f"{image_id(index)}_{part}.png"
+    paths = [folder / f"{image_id(index)}_{part}.png" for part in MERGE_ORDER]
+    if not any(path.exists() for path in paths):  # every face has skin: the masks are missing
+        raise PipelineError(f"{folder}: no {image_id(index)}_*.png part masks for image {index}")
+    for part, path in zip(MERGE_ORDER, paths):
         if not path.exists():
             continue  # a part the face does not show
         try:
@@ -156,8 +158,9 @@ def merged_labels(root: Path, index: int) -> np.ndarray:
     return labels
 
 
-def mask_provenance(index: int) -> str:
-    return f"CelebAMask-HQ masks of image {index}, merged in g_mask.py's order"
+def mask_provenance(root: Path, index: int) -> str:
+    """What a merged label map records of its making: another tree is merged again."""
+    return f"CelebAMask-HQ masks of image {index} in {root.resolve()}, merged in g_mask.py's order"
 
 
 def write_merged(image_path: str | os.PathLike, destination: Path) -> bool:
@@ -165,10 +168,10 @@ def write_merged(image_path: str | os.PathLike, destination: Path) -> bool:
     of them is there already; True when it wrote one."""
     image_path = Path(image_path)
     index = int(image_path.stem)
-    if label_provenance(destination) == mask_provenance(index):
-        return False
     root = image_path.parent.parent
-    write_label(merged_labels(root, index), destination, provenance=mask_provenance(index))
+    if label_provenance(destination) == mask_provenance(root, index):
+        return False
+    write_label(merged_labels(root, index), destination, provenance=mask_provenance(root, index))
     return True
 
 
@@ -231,11 +234,12 @@ def unpacked_root(source: CelebAMaskHQSource) -> Path:
     archive = Path(source.dir) / "CelebAMask-HQ.zip"
     remote = RemoteFile("CelebAMask-HQ.zip", source.archive_url, archive, source.archive_size,
                         f"sha256:{source.archive_sha256}")
+    policy = RetryPolicy(source.retries, source.timeout_s, source.backoff_s, refetch_bad_bytes=False)
     session = new_session()
     try:
         with progress(total=source.archive_size, unit="B", unit_scale=True, desc=archive.name) as bar:
-            fetch(remote, session, RetryPolicy(source.retries, source.timeout_s, source.backoff_s), bar.update)
-    except (UnknownHost, QuotaExceeded) as err:
+            fetch(remote, session, policy, bar.update)
+    except DownloadError as err:
         raise DownloadError(f"{err}. To get CelebAMask-HQ another way, {BY_HAND}") from None
     finally:
         session.close()
@@ -259,11 +263,11 @@ def unpack(archive: Path, target: Path) -> None:
                     shutil.copyfileobj(src, dst)
         if not (staging / IMAGE_DIR).is_dir():
             raise PipelineError(f"{archive}: no {target.name}/{IMAGE_DIR}/ inside")
+        os.replace(staging, target)
     except (zipfile.BadZipFile, OSError) as err:
         shutil.rmtree(staging, ignore_errors=True)
         raise PipelineError(f"{archive}: cannot unpack ({err})") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    os.replace(staging, target)
     log.info("unpacked %s to %s", archive, target)
