@@ -85,6 +85,12 @@ def fetch(
     return _Download(remote, session, policy.timeout_s, on_bytes).run(policy)
 
 
+def fetch_one(remote: RemoteFile, policy: RetryPolicy) -> Path:
+    """`fetch` one file with a session of its own and a progress bar of its bytes."""
+    with new_session() as session, progress(total=remote.size, desc=remote.path.name, unit="B", unit_scale=True) as bar:
+        return fetch(remote, session, policy, on_bytes=bar.update)
+
+
 def fetch_all(
     remotes: Sequence[RemoteFile], policy: RetryPolicy, workers: int, desc: str = "download"
 ) -> None:

@@ -28,7 +28,7 @@ from PIL import Image
 
 from pipeline.config import CelebAMaskHQSource, ConfigError, DataConfig
 from pipeline.data import split
-from pipeline.download import DownloadError, RemoteFile, RetryPolicy, fetch, new_session
+from pipeline.download import DownloadError, RemoteFile, RetryPolicy, fetch_one
 from pipeline.errors import PipelineError
 from pipeline.labelmaps import CLASS_NAMES, label_provenance, write_label
 from pipeline.progress import progress
@@ -234,15 +234,10 @@ def unpacked_root(source: CelebAMaskHQSource) -> Path:
     archive = Path(source.dir) / "CelebAMask-HQ.zip"
     remote = RemoteFile("CelebAMask-HQ.zip", source.archive_url, archive, source.archive_size,
                         f"sha256:{source.archive_sha256}")
-    policy = RetryPolicy(source.retries, source.timeout_s, source.backoff_s, refetch_bad_bytes=False)
-    session = new_session()
     try:
-        with progress(total=source.archive_size, unit="B", unit_scale=True, desc=archive.name) as bar:
-            fetch(remote, session, policy, bar.update)
+        fetch_one(remote, RetryPolicy(source.retries, source.timeout_s, source.backoff_s, refetch_bad_bytes=False))
     except DownloadError as err:
         raise DownloadError(f"{err}. To get CelebAMask-HQ another way, {BY_HAND}") from None
-    finally:
-        session.close()
     unpack(archive, target)
     return target
 

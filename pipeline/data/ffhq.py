@@ -17,13 +17,11 @@ from pipeline.download import (
     RemoteFile,
     RetryPolicy,
     UnknownHost,
-    fetch,
     fetch_all,
-    new_session,
+    fetch_one,
 )
 from pipeline.errors import PipelineError
 from pipeline.files import file_digest
-from pipeline.progress import progress
 
 # The metadata key of each downloadable kind (see NVlabs/ffhq-dataset).
 KIND_KEYS = {"images1024x1024": "image", "thumbnails128x128": "thumbnail"}
@@ -70,8 +68,8 @@ def metadata_path(source: FfhqSource) -> Path:
             size=None,
             checksum=f"md5:{source.metadata_md5}",
         )
-        with new_session() as session, progress(desc="metadata", unit="B", unit_scale=True) as bar, advised():
-            return fetch(remote, session, retry_policy(source), on_bytes=bar.update)
+        with advised():
+            return fetch_one(remote, retry_policy(source))
     path = Path(source.metadata)
     if not path.is_file():
         raise ConfigError(f"config key data.ffhq.metadata: {path} is neither a URL nor a file")

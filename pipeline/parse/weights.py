@@ -10,11 +10,10 @@ from pathlib import Path
 import torch
 from facexlib.parsing.bisenet import BiSeNet
 
-from pipeline.download import DownloadError, RemoteFile, RetryPolicy, fetch, new_session
+from pipeline.download import DownloadError, RemoteFile, RetryPolicy, fetch_one
 from pipeline.errors import PipelineError
 from pipeline.files import file_digest
 from pipeline.labelmaps import NUM_CLASSES
-from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +39,13 @@ def download_weights(
     file is kept without a request."""
     path = Path(path)
     remote = RemoteFile("BiSeNet face-parsing weights", url, path, size, f"sha256:{sha256}")
-    session = new_session()
     try:
-        with progress(total=size, unit="B", unit_scale=True, desc=path.name) as bar:
-            return fetch(remote, session, policy, on_bytes=bar.update)
+        return fetch_one(remote, policy)
     except DownloadError as err:
         raise WeightsError(
             f"cannot get the face parser's weights from {url} to {path} (expected sha256 {sha256}, "
             f"{size} bytes): {err}. Put that file there yourself, or set parsing.weights to a copy of it"
         ) from None
-    finally:
-        session.close()
 
 
 def load_bisenet(path: str | os.PathLike) -> tuple[BiSeNet, str]:
