@@ -20,7 +20,6 @@ import shutil
 import zipfile
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from PIL import Image
 
 from pipeline.config import CelebAMaskHQSource, ConfigError, DataConfig
 from pipeline.data import split
+from pipeline.data.folder import verify as verify_images
 from pipeline.download import DownloadError, RemoteFile, RetryPolicy, fetch_one
 from pipeline.errors import PipelineError
 from pipeline.labelmaps import CLASS_NAMES, label_provenance, write_label
@@ -112,16 +112,13 @@ def prepare(cfg: DataConfig, threads: int) -> list[split.SplitRow]:
             f"config key data.split: {cfg.split} gives {counts['train']} train and {counts['test']} test images "
             f"of the {len(rows)} chosen under {root}; both must be at least 1"
         )
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        checks = pool.map(lambda index: verify(root, index, images[index]), (by_id[i] for i in chosen))
-        for _ in progress(checks, total=len(chosen), desc="verify", unit="img"):
-            pass
+    verify_images({row.image_id: Path(row.path) for row in rows}, threads, check=verify_image)
     return rows
 
 
-def verify(root: Path, index: int, path: Path) -> None:
+def verify_image(path: Path) -> None:
     """The image decodes at 1024x1024 and its mask folder exists, or an error names the file."""
-    folder = mask_folder(root, index)
+    folder = mask_folder(path.parent.parent, int(path.stem))
     if not folder.is_dir():
         raise PipelineError(f"{folder}: mask folder of image {path.name} is missing")
     try:
@@ -189,12 +186,9 @@ def celeba_split(indices: Iterable[int], mapping: Path, val_in_train: bool) -> d
         if index not in originals:
             raise PipelineError(f"{mapping}: no row for image {index}")
         number = originals[index]
-        part = "train" if number <= CELEBA_LAST_TRAIN else "val" if number <= CELEBA_LAST_VAL else "test"
-        if part == "val":
-            if not val_in_train:
-                continue
-            part = "train"
-        parts[index] = part
+        if CELEBA_LAST_TRAIN < number <= CELEBA_LAST_VAL and not val_in_train:
+            continue  # CelebA's val
+        parts[index] = "train" if number <= CELEBA_LAST_VAL else "test"
     return parts
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,8 +40,9 @@ def find_images(folder: str | os.PathLike) -> dict[str, Path]:
     return images
 
 
-def verify(paths: Mapping[str, Path], workers: int) -> None:
-    """Decode every image fully; the first unreadable one is an error naming its file."""
+def verify(paths: Mapping[str, Path], workers: int, check: Callable[[Path], object] = load_rgb) -> None:
+    """Run `check` on every image in `workers` threads (by default: decode it fully); the first
+    failure is an error naming its file."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in progress(pool.map(load_rgb, paths.values()), total=len(paths), desc="verify", unit="img"):
+        for _ in progress(pool.map(check, paths.values()), total=len(paths), desc="verify", unit="img"):
             pass
