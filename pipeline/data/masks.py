@@ -10,21 +10,18 @@ from pathlib import Path
 
 from pipeline import cli
 from pipeline.data.celebamask_hq import write_merged
-from pipeline.data.split import read_split
-from pipeline.parse.manifest import write_manifest
+from pipeline.parse.manifest import LabelShard
 from pipeline.progress import progress
-from pipeline.shards import shard_items
 
 log = logging.getLogger("pipeline.data.masks")
 
 
 def merge_shard(split_csv: Path, shard: int, shard_size: int, labels_dir: Path, manifest: Path) -> None:
-    rows = shard_items(read_split(split_csv), shard, shard_size)
-    labels = [labels_dir / f"{row.image_id}.png" for row in rows]
-    merged = sum(write_merged(row.path, label) for row, label in progress(zip(rows, labels), total=len(rows),
-                                                                          desc=f"shard {shard}", unit="img"))
-    write_manifest(((row.image_id, row.split, row.path, str(label)) for row, label in zip(rows, labels)), manifest)
-    log.info("shard %d: merged %d, %d were already done; wrote %s", shard, merged, len(rows) - merged, manifest)
+    work = LabelShard.of(split_csv, shard, shard_size, labels_dir)
+    pairs = progress(zip(work.rows, work.labels), total=len(work.rows), desc=f"shard {shard}", unit="img")
+    merged = sum(write_merged(row.path, label) for row, label in pairs)
+    work.write_manifest(manifest)
+    log.info("shard %d: merged %d, %d were already done; wrote %s", shard, merged, len(work.rows) - merged, manifest)
 
 
 def main() -> None:

@@ -16,9 +16,8 @@ import torch
 
 from pipeline import cli
 from pipeline.config import ParsingConfig, load
-from pipeline.data.split import read_split
 from pipeline.errors import PipelineError
-from pipeline.parse.manifest import read_manifest, write_manifest
+from pipeline.parse.manifest import LabelShard, read_manifest
 from pipeline.parse.parser import FaceParser, parse_images
 from pipeline.parse.preview import write_preview
 from pipeline.parse.weights import download_weights
@@ -31,13 +30,13 @@ def parse_shard(
     cfg: ParsingConfig, weights: Path, split_csv: Path, shard: int, labels_dir: Path, manifest: Path
 ) -> None:
     """Parse the images of one shard of the split to labels_dir/{image_id}.png, then list them."""
-    rows = shard_items(read_split(split_csv), shard, cfg.shard_size)
-    labels = [labels_dir / f"{row.image_id}.png" for row in rows]
+    work = LabelShard.of(split_csv, shard, cfg.shard_size, labels_dir)
     parser = FaceParser(weights, cfg.size, cfg.device, cfg.amp)
-    log.info("shard %d: %d images on %s (%s)", shard, len(rows), parser.device, parser.provenance)
-    parsed = parse_images(parser, [row.path for row in rows], labels, cfg.batch_size, cfg.workers, f"shard {shard}")
-    write_manifest(((row.image_id, row.split, row.path, str(label)) for row, label in zip(rows, labels)), manifest)
-    log.info("shard %d: parsed %d, %d were already done; wrote %s", shard, parsed, len(rows) - parsed, manifest)
+    log.info("shard %d: %d images on %s (%s)", shard, len(work.rows), parser.device, parser.provenance)
+    sources = [row.path for row in work.rows]
+    parsed = parse_images(parser, sources, work.labels, cfg.batch_size, cfg.workers, f"shard {shard}")
+    work.write_manifest(manifest)
+    log.info("shard %d: parsed %d, %d were already done; wrote %s", shard, parsed, len(work.rows) - parsed, manifest)
 
 
 def main() -> None:
