@@ -33,7 +33,7 @@ class Protocol:
     split: str  # index | celeba | celeba+val (CelebAMask-HQ), or "seeded, test fraction f"
     train_images: int
     test_images: int
-    labels: str  # where the input label maps come from
+    label_source: str  # where the input label maps come from: masks (CelebAMask-HQ's) | parser
     segmenter: str  # what re-segments: facexlib BiSeNet, or other weights by sha256
     segmenter_sha256: str
     parsing_size: int
@@ -66,16 +66,12 @@ def measured(data: DataConfig, split_csv: Path, parser_weights: Path, parsing_si
     """The protocol of this run, from its data settings, its split and the parser's weights."""
     counts = Counter(row.split for row in read_split(split_csv))
     sha256 = file_digest(Path(parser_weights), "sha256")
-    if data.labels_from_masks:
-        labels = "CelebAMask-HQ's hand-drawn masks, merged in the order of the dataset's g_mask.py"
-    else:
-        labels = "the parse of each original image by the segmenter below"
     return Protocol(
         dataset=dataset_name(data),
         split=split_name(data),
         train_images=counts["train"],
         test_images=counts["test"],
-        labels=labels,
+        label_source="masks" if data.labels_from_masks else "parser",
         segmenter=segmenter_name(sha256),
         segmenter_sha256=sha256,
         parsing_size=parsing_size,
@@ -110,10 +106,14 @@ def describe(protocol: Protocol, resolution: int, images: int) -> list[str]:
         reference, real_row = "the real test images", "as many real train images (the first by id)"
     else:
         reference, real_row = "as many real train images as test images (the first by id)", "the real test images"
+    labels = {
+        "masks": "CelebAMask-HQ's hand-drawn masks, merged in the order of the dataset's g_mask.py",
+        "parser": "the parse of each original image by the segmenter below",
+    }[protocol.label_source]
     return [
         f"- Data: {protocol.dataset}, split `{protocol.split}`{f' ({split})' if split else ''}: "
         f"{protocol.train_images:,} train and {protocol.test_images:,} test images used.",
-        f"- Input label maps: {protocol.labels}.",
+        f"- Input label maps: {labels}.",
         f"- Re-segmented by: {protocol.segmenter} (weights sha256 {protocol.segmenter_sha256}) at "
         f"{protocol.parsing_size}x{protocol.parsing_size}, its label "
         "maps resized to the working resolution (nearest neighbour).",
@@ -128,6 +128,6 @@ def summary(protocol: Protocol, resolution: int, images: int) -> str:
     """One line for table.csv's protocol column."""
     return (
         f"{protocol.dataset}; split {protocol.split} ({protocol.train_images} train/{protocol.test_images} test); "
-        f"labels {'masks' if 'masks' in protocol.labels else 'parser'}; segmenter {protocol.segmenter}; "
+        f"labels {protocol.label_source}; segmenter {protocol.segmenter}; "
         f"{resolution}px; FID reference {protocol.reference}; {images} images"
     )

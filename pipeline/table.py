@@ -23,7 +23,6 @@ from pipeline.files import atomic_path, write_csv
 from pipeline.health import describe
 from pipeline.images import load_rgb, save_png
 from pipeline.labelmaps import CLASS_NAMES, colorize, read_label
-from pipeline.protocol import differences
 
 log = logging.getLogger("pipeline.table")
 
@@ -152,17 +151,18 @@ def _measured(value: float, metric: str) -> str:
     return {"FID": f"{value:.1f}", "KID": f"{100 * value:.2f}"}.get(metric, f"{100 * value:.1f}")
 
 
-def published_section(published: dict[str, list[dict]], rows: list[dict], ours: dict[str, dict]) -> str:
+def published_section(published: dict[str, list[dict]], rows: list[dict], run: protocol.Protocol) -> str:
     """What papers report for the compared models. A figure stands beside our row only where its
-    metric's protocol matches ours (pipeline.protocol); every other figure is listed apart, as
+    metric's protocol matches the row's (pipeline.protocol); every other figure is listed apart, as
     context, with the protocol fields it differs in. `published`: model -> its config entries
-    (models.*.published); `ours`: each row's protocol fields."""
+    (models.*.published); `run`: this run's protocol."""
     values = {row["model"]: row for row in rows}
     beside, apart = [], []
     for model, entries in published.items():
+        ours = run.row(values[model]["resolution"], values[model]["n_test"])
         for entry in entries:
             metrics = [metric for metric in METRIC_NAMES if metric in entry]
-            other = {m: differences(entry, ours[model], m) for m in metrics}
+            other = {m: protocol.differences(entry, ours, m) for m in metrics}
             for metric in metrics:
                 if not other[metric]:
                     here = _measured(values[model][metric], metric)
@@ -267,7 +267,6 @@ def main() -> None:
     run = protocol.measured(DataConfig.from_dict(json.loads(args.data_json)), args.split, args.parser_weights,
                             args.parsing_size, args.fid_reference)
     rows = [json.loads(path.read_text()) for path in args.metrics]
-    ours = {row["model"]: run.row(row["resolution"], row["n_test"]) for row in rows}
     for row in rows:
         row["protocol"] = protocol.summary(run, row["resolution"], row["n_test"])
     write_csv(args.table, list(COLUMNS), [[_cell(row.get(c)) for c in COLUMNS] for row in rows])
@@ -275,7 +274,7 @@ def main() -> None:
     with atomic_path(args.table.with_suffix(".md")) as tmp:
         tmp.write_text(
             markdown(rows, protocol.describe(run, real["resolution"], real["n_test"]))
-            + published_section(json.loads(args.published_json), rows, ours)
+            + published_section(json.loads(args.published_json), rows, run)
         )
     write_csv(
         args.per_class,

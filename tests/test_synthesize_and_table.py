@@ -214,11 +214,20 @@ OURS = {"dataset": "CelebAMask-HQ", "split": "index", "reference": "test", "reso
         "segmenter": "facexlib BiSeNet"}
 
 
+def run_protocol(**fields):
+    """A run's protocol whose rows (at row()'s resolution and image count) have OURS's fields."""
+    from pipeline.protocol import Protocol
+
+    base = {"dataset": OURS["dataset"], "split": OURS["split"], "train_images": 28000, "test_images": 2000,
+            "label_source": "masks", "segmenter": OURS["segmenter"], "segmenter_sha256": "0" * 64,
+            "parsing_size": 512, "reference": OURS["reference"]}
+    return Protocol(**{**base, **fields})
+
+
 def published_lines(published: dict, models=("spade",)) -> list[str]:
     from pipeline.table import published_section
 
-    rows = [row(model) for model in models]
-    return published_section(published, rows, {model: OURS for model in models}).splitlines()
+    return published_section(published, [row(model) for model in models], run_protocol()).splitlines()
 
 
 def test_config_yamls_published_figures_stand_apart_from_an_ffhq_row():
@@ -229,15 +238,15 @@ def test_config_yamls_published_figures_stand_apart_from_an_ffhq_row():
 
     config = load()
     published = {model: config["models"][model].get("published", []) for model in config["compare"]}
-    ffhq = {**OURS, "dataset": "FFHQ", "split": "seeded, test fraction 0.2"}
-    lines = published_section(published, [row(m) for m in config["compare"]], {m: ffhq for m in config["compare"]})
+    ffhq = run_protocol(dataset="FFHQ", split="seeded, test fraction 0.2")
+    lines = published_section(published, [row(m) for m in config["compare"]], ffhq)
     lines = lines.splitlines()
     assert lines[1] == "### Published figures under another protocol (context, not targets)"
     body = "\n".join(line for line in lines if line.startswith("| "))
     assert "| pix2pixhd | Park et al. 2019, table 1 | ADE20K | 69.2 | 20.3 | 81.8 |  | dataset ADE20K (here FFHQ)" in body
     assert "| spade_unpool | Gorrepati & Lau n.d., novel gen. | ADE20K | 79.5 | 38.2 |  |  |" in body
     assert "under this protocol" not in "\n".join(lines)
-    assert published_section({"spade": []}, [row("spade")], {"spade": OURS}) == ""  # nothing published
+    assert published_section({"spade": []}, [row("spade")], run_protocol()) == ""  # nothing published
 
 
 @pytest.mark.parametrize("field", ["dataset", "split", "reference", "resolution", "images", "segmenter"])
