@@ -1,6 +1,7 @@
 # SPADE on faces: FFHQ -> BiSeNet label maps -> SPADE and baselines -> synthesis -> metrics.
 # All logic lives in the `pipeline` package; each rule calls one `python -m pipeline.<stage>` CLI.
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ sys.path.insert(0, workflow.basedir)
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from pipeline import launch
-from pipeline.config import INCEPTION_KEYS, DataConfig, ModelConfig, section_json, validate
+from pipeline.config import INCEPTION_KEYS, DataConfig, ModelConfig, replicate_names, section_json, validate
 from pipeline.layout import DEMO_PARSER_WEIGHTS, PARSER_WEIGHTS, REAL_ROW, RESULTS
 from pipeline.models.architecture import NETWORK_FORMAT
 from pipeline.shards import shard_count

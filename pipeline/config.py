@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineError
-from pipeline.layout import REAL_ROW
+from pipeline.layout import REAL_ROW, REPLICATE_MARK, parse_replicate, replicate_name
 from pipeline.models.architecture import NETWORK_FORMAT, SWITCH_STATS, generator_stride
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
@@ -111,6 +111,9 @@ def _check_models(config: dict) -> None:
             raise ConfigError(f"config key compare.{index}: unknown model {name!r} (models: {', '.join(models)})")
     for name, entry in models.items():
         key = f"models.{name}"
+        if REPLICATE_MARK in name:
+            raise ConfigError(f"config key {key}: {REPLICATE_MARK!r} marks a replicate's run (spade{REPLICATE_MARK}1); "
+                              "rename the model")
         _check(entry.get("training", {}), "#/$defs/training", ("models", name, "training"))
         model = ModelConfig.from_config(config, name)
         if model.generator == "pix2pixhd":
@@ -299,11 +302,24 @@ class TrainingConfig:
     nodes: int = setting(Role.OPERATIONAL)
     workers: int = setting(Role.OPERATIONAL)
     seed: int = setting()
+    # Which of the model's independent training runs this is (training.replicates of them); 0 is
+    # the run every model had before replicates existed, which keeps its seed, files and jobs.
+    replicate: int = setting(column=True, added_later=True, default=0)
 
     @classmethod
     def defaults(cls) -> "TrainingConfig":
         """config.yaml's shared training settings."""
-        return cls(**_defaults()["training"])
+        return cls(**_without_replicates(_defaults()["training"]))
+
+    @property
+    def run_seed(self) -> int:
+        """The seed of this run's data order, flips, initial weights and VAE noise: `seed` for
+        replicate 0, else the first 31 bits of sha256("{seed}/{replicate}"), so that runs differ
+        in every random draw and each one is reproducible from the config alone."""
+        if self.replicate == 0:
+            return self.seed
+        digest = hashlib.sha256(f"{self.seed}/{self.replicate}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") >> 1
 
     @property
     def world_size(self) -> int:
@@ -339,11 +355,15 @@ class ModelConfig:
     @classmethod
     def from_config(cls, config: dict, name: str) -> "ModelConfig":
         """Model `name` of a config, its training overrides applied to the shared settings (its
-        `published` figures are the table's, not the model's)."""
-        entry = dict(config["models"][name])
+        `published` figures are the table's, not the model's). `name` may be a replicate's run
+        (`spade#1`, replicate_name): the model's settings with that replicate's seed."""
+        model, replicate = parse_replicate(name)
+        if replicate >= replicates(config, model):
+            raise ConfigError(f"{name}: model {model} has {replicates(config, model)} run(s) (training.replicates)")
+        entry = dict(config["models"][model])
         entry.pop("published", None)
-        training = TrainingConfig(**{**config["training"], **entry.pop("training", {})})
-        return cls(name=name, training=training, **entry)
+        training = _without_replicates({**config["training"], **entry.pop("training", {})})
+        return cls(name=name, training=TrainingConfig(**training, replicate=replicate), **entry)
 
     def identity(self) -> dict:
         """Every setting: what the model's jobs rerun on (the rules pass it as `to_json`)."""
@@ -391,6 +411,22 @@ class ModelConfig:
     def stride(self) -> int:
         """How many times the generator halves (pix2pixHD) or doubles (SPADE) its grid, as a factor."""
         return generator_stride(self.generator, self.num_upsampling_layers, self.resnet_downsample)
+
+
+def replicates(config: dict, model: str) -> int:
+    """How many independent training runs model `model` has (training.replicates, or its own)."""
+    return config["models"][model].get("training", {}).get("replicates", config["training"]["replicates"])
+
+
+def replicate_names(config: dict, model: str) -> list[str]:
+    """The runs of model `model`, replicate 0 first."""
+    return [replicate_name(model, replicate) for replicate in range(replicates(config, model))]
+
+
+def _without_replicates(training: dict) -> dict:
+    """A training section without `replicates`: how many runs a model has is not a setting of any
+    one of them, so that growing it leaves the existing runs' identities, and jobs, as they are."""
+    return {key: value for key, value in training.items() if key != "replicates"}
 
 
 # The metrics keys that Inception statistics are computed with: the real test images' are

@@ -3,7 +3,8 @@
   real   real test images and their ground-truth label maps at a working resolution (resized
          as for training), plus as many real train images, the FID reference of the `real` row
   stats  Inception statistics of a folder (the real test set's are computed once and cached)
-  row    pixel accuracy, mIoU (95% bootstrap intervals), per-class IoU, FID and KID of a row
+  row    pixel accuracy, mIoU (95% bootstrap intervals), per-class IoU, FID and KID of a row (a
+         model's run, or the real images), and its per-image confusion matrices
 
 Ground truth for every row is the label map fed to the generator, resized by nearest neighbour
 to the working resolution: the parse of the original image, or CelebAMask-HQ's hand-drawn masks.
@@ -81,7 +82,8 @@ def segmentation_scores(
     truths: dict[str, Path], predictions: dict[str, Path], where: str, bootstrap: int, resize: bool = False
 ) -> dict:
     """Pixel accuracy and mIoU with 95% bootstrap intervals of the predictions against the truths
-    (matched by file name), and the summed confusion matrix. With `resize`, a truth at another
+    (matched by file name, in name order), and the per-image confusion matrices (`confusions`,
+    N x K x K: what the table resamples over images and replicates). With `resize`, a truth at another
     size is resized to the prediction's by nearest neighbour (the real photos' parses, made at
     the shared resolution, for a model of another one)."""
     per_image = []
@@ -103,7 +105,7 @@ def segmentation_scores(
         "mIoU": mean_iou(total),
         "mIoU_low": miou_ci.low,
         "mIoU_high": miou_ci.high,
-        "confusion": total,
+        "confusions": per_image,
     }
 
 
@@ -121,16 +123,20 @@ def evaluate_row(
     metrics_cfg: dict,
     device: torch.device,
     parse_truth_dirs: list[Path] | None = None,
-) -> dict:
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Metrics of one table row: re-segmentations (found by file name in any of the shard
     folders) against ground truth (and against `parse_truth_dirs`, the parses of the real test
-    photos, when given), images against the FID reference set's Inception statistics."""
+    photos, when given), images against the FID reference set's Inception statistics. Returns
+    the metrics and the per-image confusion matrices they come from: `confusions` (and
+    `confusions_parse`) with the test images' `image_ids`, in the same order."""
     truths = label_files([truth_dir])
     if not truths:
         raise PipelineError(f"{truth_dir}: no ground-truth label maps")
     predictions = label_files(prediction_dirs)
     folders = ", ".join(map(str, prediction_dirs))
     scores = segmentation_scores(truths, predictions, folders, metrics_cfg["bootstrap"])
+    confusions = {"image_ids": np.array([Path(name).stem for name in sorted(truths)]),
+                  "confusions": scores.pop("confusions")}
     against_parse = dict.fromkeys(PARSE_SCORES.values())
     if parse_truth_dirs:
         parses = {name_: path for name_, path in label_files(parse_truth_dirs).items() if name_ in truths}
@@ -138,6 +144,7 @@ def evaluate_row(
             missing = sorted(set(truths) - set(parses))[0]
             raise PipelineError(f"{parse_truth_dirs[0].parent}: no parse of real test image {Path(missing).stem}")
         parse_scores = segmentation_scores(parses, predictions, folders, metrics_cfg["bootstrap"], resize=True)
+        confusions["confusions_parse"] = parse_scores.pop("confusions")
         against_parse = {name_: parse_scores[key] for key, name_ in PARSE_SCORES.items()}
 
     images = image_files(images_dir)
@@ -145,7 +152,7 @@ def evaluate_row(
     kid, kid_std = kernel_inception_distance(
         feats, real_stats.features, metrics_cfg["kid_subsets"], metrics_cfg["kid_subset_size"]
     )
-    ious = per_class_iou(scores.pop("confusion"))
+    ious = per_class_iou(confusions["confusions"].sum(axis=0))
     return {
         "model": name,
         **scores,
@@ -156,12 +163,13 @@ def evaluate_row(
         "KID_std": kid_std,
         "n_test": len(truths),
         "per_class_iou": {cls: (None if np.isnan(v) else float(v)) for cls, v in zip(CLASS_NAMES, ious)},
-    }
+    }, confusions
 
 
 def training_summary(weights: Path, train_log: Path, vae_z: str) -> dict:
     """How the row's model was made: its generator and the settings in which it differs from
-    that generator's defaults (ModelConfig.distinguishing_settings), resolution, iterations,
+    that generator's defaults (ModelConfig.distinguishing_settings), which replicate of the model
+    it is and with which seed it trained, resolution, iterations,
     training hours (the sum of the logged step times), the signs of a failed run at its last
     step (pipeline.health) and, for VAE models, where synthesis took z from (metrics.vae_z)."""
     model = load_settings(weights)
@@ -170,6 +178,8 @@ def training_summary(weights: Path, train_log: Path, vae_z: str) -> dict:
     changed = model.distinguishing_settings()
     return {
         "settings": ", ".join([model.generator, *(f"{k}={_setting(v)}" for k, v in changed.items())]),
+        "replicate": model.training.replicate,
+        "seed": model.training.run_seed,
         "resolution": model.training.resolution,
         "iterations": model.training.iterations,
         "train_hours": seconds / 3600,
@@ -213,6 +223,9 @@ def main() -> None:
     row.add_argument("--train-log", type=Path)
     row.add_argument("--resolution", type=int, help="the real row's working resolution")
     row.add_argument("--out", type=Path, required=True)
+    row.add_argument(
+        "--confusions", type=Path, required=True, help="the per-image confusion matrices to write (.npz)"
+    )
     for command in (stats, row):
         command.add_argument(
             "--metrics-json", required=True, help="the validated `metrics` config section (stats: its Inception keys)"
@@ -231,14 +244,17 @@ def main() -> None:
             args.out
         )
         return
-    result = evaluate_row(
+    result, confusions = evaluate_row(
         args.name, args.truth, args.predictions, args.images, Statistics.load(args.real_stats), metrics_cfg, device,
         args.parse_truth,
     )
     if args.weights:
         result.update(training_summary(args.weights, args.train_log, metrics_cfg["vae_z"]))
     else:  # the real row: nothing was trained
-        result.update(settings="", resolution=args.resolution, iterations=None, train_hours=None, health="", vae_z=None)
+        result.update(settings="", replicate=0, seed=None, resolution=args.resolution, iterations=None,
+                      train_hours=None, health="", vae_z=None)
+    with atomic_path(args.confusions) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **confusions)
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     log.info(

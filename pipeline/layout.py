@@ -11,6 +11,22 @@ from pathlib import Path
 # The table row of the real test images: the upper bound for accuracy and mIoU, FID's reference.
 REAL_ROW = "real"
 
+# A replicate's run is named after its model: `spade#1` is replicate 1 of model `spade`.
+REPLICATE_MARK = "#"
+
+
+def replicate_name(model: str, replicate: int) -> str:
+    """The name of a model's run (its files, its jobs, its line of the long table): the model's
+    own name for replicate 0, so that a model trained before replicates existed is replicate 0."""
+    return model if replicate == 0 else f"{model}{REPLICATE_MARK}{replicate}"
+
+
+def parse_replicate(name: str) -> tuple[str, int]:
+    """(model, replicate) of a run's name, the inverse of replicate_name."""
+    model, mark, replicate = name.partition(REPLICATE_MARK)
+    return (model, int(replicate)) if mark and replicate.isdigit() else (name, 0)
+
+
 # Downloads and other inputs made once (git-ignored, like results/).
 PARSER_WEIGHTS = "resources/weights/parsing_bisenet.pth"
 DEMO_PARSER_WEIGHTS = "resources/weights/procedural_bisenet.pth"
@@ -93,8 +109,8 @@ class Results:
         return ModelFiles(Path(self.models, str(name)))
 
     def trained_models(self) -> list[Path]:
-        """The generator.pt of every trained model on disk."""
-        return sorted(Path(self.models).glob(f"*/{ModelFiles.GENERATOR}"))
+        """The generator.pt of every trained model on disk, each model's runs together, in order."""
+        return sorted(Path(self.models).glob(f"*/{ModelFiles.GENERATOR}"), key=lambda p: parse_replicate(p.parent.name))
 
     def synth(self, model: object) -> str:
         return self._path("synth", model)
@@ -133,6 +149,10 @@ class Results:
     def metrics(self, row: object) -> str:
         return self._path("metrics", f"{row}.json")
 
+    def confusions(self, row: object) -> str:
+        """A row's per-image confusion matrices, what the table resamples (over test images and runs)."""
+        return self._path("metrics", f"{row}_confusions.npz")
+
     @property
     def table(self) -> str:
         """The comparison table (pipeline.table writes its Markdown beside it)."""
@@ -141,6 +161,16 @@ class Results:
     @property
     def table_markdown(self) -> str:
         return str(Path(self.table).with_suffix(".md"))
+
+    @property
+    def table_runs(self) -> str:
+        """The long table: one line per training run (replicate) of each model, then `real`."""
+        return self._path("table_runs.csv")
+
+    @property
+    def pairwise(self) -> str:
+        """The differences between compared models, each with its 95% interval."""
+        return self._path("pairwise.csv")
 
     @property
     def per_class_iou(self) -> str:

@@ -121,6 +121,8 @@ def describe(protocol: Protocol, resolution: int, images: int) -> list[str]:
         "by nearest neighbour.",
         f"- FID/KID reference: {reference} at the working resolution; each model's {images:,} syntheses (one "
         f"per test label map) against them, and for the `real` row {real_row}.",
+        "- Training runs: each model's (`runs`) are independent, seeded from training.seed and the run's "
+        "number, and each is scored at its final step: no checkpoint or run is chosen on the test set.",
     ]
 
 

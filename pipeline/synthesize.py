@@ -90,7 +90,7 @@ def synthesize(
         labels = torch.stack([torch.from_numpy(working_labels(path, resolution)) for path in labels_chunk])
         noise = photos = None
         if networks.encoder is not None:
-            noise = seeded_noise(model.z_dim, model.training.seed, [Path(out).stem for out in outs], device)
+            noise = seeded_noise(model.z_dim, model.training.run_seed, [Path(out).stem for out in outs], device)
         if styles is not None:
             photos = np.stack([working_image(path, resolution) for path in styles[start : start + batch_size]])
         for image, out in zip(generate_faces(networks, labels, device, noise, photos), outs):

@@ -56,7 +56,7 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
     cfg, files = model.training, ModelFiles(Path(out_dir))
     world, device = distributed.start(resolve_device(cfg.device, f"config key training.device (model {model.name})"))
     try:
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.run_seed)
         key = model.run_key()
         run = files.run(key)
         data = load_pairs(image_paths, label_paths, cfg.resolution, cfg.workers, world, key)
@@ -190,8 +190,8 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(base, step, cfg)
         share = self.world.share(cfg.batch_size)
-        indices = batch_indices(step, cfg.batch_size, len(data), cfg.seed)[share]
-        flips = batch_flips(step, cfg.batch_size, cfg.seed) if cfg.flip else torch.zeros(cfg.batch_size, dtype=bool)
+        indices = batch_indices(step, cfg.batch_size, len(data), cfg.run_seed)[share]
+        flips = batch_flips(step, cfg.batch_size, cfg.run_seed) if cfg.flip else torch.zeros(cfg.batch_size, dtype=bool)
         images_uint8, labels_uint8 = data.batch(indices, flips[share])
         real, seg = to_model_inputs(images_uint8, labels_uint8, self.device)
         real, seg = real.contiguous(memory_format=self.memory_format), seg.contiguous(memory_format=self.memory_format)

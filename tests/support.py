@@ -25,6 +25,7 @@ from pytorch_fid.inception import FID_WEIGHTS_URL
 
 from pipeline.config import ModelConfig, resolve
 from pipeline.labelmaps import CLASS_NAMES
+from pipeline.layout import parse_replicate
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "tests" / "smoke" / "config.yaml"
@@ -210,10 +211,11 @@ def run_training(
         writer = csv.writer(f)
         writer.writerow(["image_id", "split", "path", "label"])
         writer.writerows((Path(i).stem, "train", i, label) for i, label in zip(images, labels))
+    name, replicate = parse_replicate(model)  # `model` may be a further training run, e.g. spade_vae#1
     settings = {"resolution": 32, "batch_size": 2, "iterations": iterations, "decay_start": 12,
                 "checkpoint_every": 3, "sample_every": 100, "vgg": False, "workers": 1, "device": device,
-                "gpus": processes, **training}
-    config = {"training": settings, "models": {model: {"ngf": 8, "ndf": 8}}, "compare": [model]}
+                "gpus": processes, "replicates": replicate + 1, **training}
+    config = {"training": settings, "models": {name: {"ngf": 8, "ndf": 8}}, "compare": [name]}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
     launcher = launcher if processes > 1 else []

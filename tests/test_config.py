@@ -53,7 +53,10 @@ def test_config_yaml_gives_every_key_of_the_schema_a_default_and_the_schema_give
     config = resolve()
     DataConfig.from_dict(config["data"])
     ParsingConfig.from_dict(config["parsing"])
-    TrainingConfig(**config["training"])
+    # Every training key is a TrainingConfig field but `replicates`: how many runs a model has
+    # is not a setting of any one run (its `replicate` is).
+    assert set(config["training"]) - {"replicates"} == {f.name for f in fields(TrainingConfig)} - {"replicate"}
+    assert TrainingConfig.defaults().replicate == 0
     assert set(shipped_models) == set(config["models"]) and set(config["compare"]) <= set(shipped_models)
 
 

@@ -103,3 +103,12 @@ def test_metrics_move_the_way_the_science_says(shared, tmp_path):
         assert trained["FID"] < untrained["FID"] and trained["KID"] < untrained["KID"], name
         assert trained["health"] == "", name
     assert np.isfinite([r["FID"] for r in rows.values()]).all()
+
+    # Two training runs of one model: one row, their spread, a line each in the long table.
+    small = rows["spade_small"]
+    assert small["replicates"] == "2" and float(small["mIoU_sd"]) > 0 and float(small["FID_sd"]) > 0
+    with open(tmp_path / "results/table_runs.csv", newline="") as f:
+        runs = {row["run"]: row for row in csv.DictReader(f) if row["model"] == "spade_small"}
+    assert list(runs) == ["spade_small", "spade_small#1"]
+    assert runs["spade_small"]["mIoU"] != runs["spade_small#1"]["mIoU"]
+    print("e2e: spade_small runs, mIoU " + ", ".join(runs[name]["mIoU"] for name in runs))

@@ -197,6 +197,17 @@ def test_the_editor_lists_the_runs_models_faces_and_parser(editor):
     assert info["classes"][1]["color"] == "#%02x%02x%02x" % CLASSES[1].color
 
 
+def test_each_training_run_of_a_model_is_a_model_of_its_own(run, tmp_path):
+    """A second run of spade (training.replicates), here spade's own weights under its name."""
+    shutil.copytree(run.parent, tmp_path / "run")  # with the faces the manifest names, relative to it
+    results = tmp_path / "run" / "results"
+    shutil.copytree(results / "models" / "spade", results / "models" / "spade#1")
+    editor = Editor.load(results, CPU, tmp_path / "no_parser.pth", PARSER_SIZE)
+    assert list(editor.models) == ["spade", "spade#1", "spade_vae"]
+    labels = editor.face_labels(next(iter(editor.faces)))
+    np.testing.assert_array_equal(editor.synthesize("spade#1", labels, seed=0), editor.synthesize("spade", labels, seed=0))
+
+
 def test_the_faces_are_the_current_splits_test_faces_each_once(tmp_path):
     """Shards of an earlier, larger split (here 1.csv) and an earlier shard size (a face of 0.csv
     again in 2.csv) stay on disk; the editor lists the current split's test faces, each once,

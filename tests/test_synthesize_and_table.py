@@ -147,6 +147,8 @@ def row(name: str, **values) -> dict:
     base = {
         "model": name,
         "settings": "spade",
+        "replicates": 1,
+        "interval_over": "test images",
         "pixel_accuracy": 0.9,
         "pixel_accuracy_low": 0.85,
         "pixel_accuracy_high": 0.95,
@@ -177,19 +179,32 @@ def table_lines(rows: list[dict]) -> list[str]:
 
 def test_markdown_table_in_the_papers_style():
     lines = table_lines([row("spade"), row("real", settings="", iterations=None, train_hours=None, FID_unstable=True)])
-    assert lines[0].startswith("| Method | settings | pixel accuracy (%) ↑ | mIoU (%) ↑ | FID ↓")
+    assert lines[0].startswith("| Method | settings | runs | pixel accuracy (%) ↑ | mIoU (%) ↑ | FID ↓")
     assert lines[2] == (
-        "| spade | spade | 90.0 [85.0, 95.0] | 50.0 [45.0, 55.0] | 31.2 | 1.23 ± 0.10 | 2000 | 256 | 50000 |"
+        "| spade | spade | 1† | 90.0 [85.0, 95.0] | 50.0 [45.0, 55.0] | 31.2 | 1.23 ± 0.10 | 2000 | 256 | 50000 |"
     )
-    assert lines[3].startswith("| real |  | 90.0") and lines[3].endswith("| 256 |  |") and "31.2*" in lines[3]
+    assert lines[3].startswith("| real |  | 1 | 90.0") and lines[3].endswith("| 256 |  |") and "31.2*" in lines[3]
     assert any(line.startswith("*: fewer images") for line in lines)
-    assert not any(line.startswith("KID ±") for line in lines)
+    assert any(line.startswith("†: fewer than 3 runs") for line in lines)
+    assert any(line.startswith("KID of one run: ± its std over random subsets") for line in lines)
+
+
+def test_a_row_over_several_runs_shows_their_sd_and_the_interval_over_runs():
+    spread = {"replicates": 5, "interval_over": "runs and test images", "pixel_accuracy_sd": 0.02,
+              "mIoU_sd": 0.03, "FID_sd": 2.5, "FID_low": 28.0, "FID_high": 35.0, "KID_sd": 0.002,
+              "KID_low": 0.01, "KID_high": 0.015, "KID_std": None}
+    lines = table_lines([row("spade", **spread), row("real", replicates=1, settings="", iterations=None)])
+    assert lines[2] == (
+        "| spade | spade | 5 | 90.0 ± 2.0 [85.0, 95.0] | 50.0 ± 3.0 [45.0, 55.0] | 31.2 ± 2.5 [28.0, 35.0] | "
+        "1.23 ± 0.20 [1.00, 1.50] | 2000 | 256 | 50000 |"
+    )
+    assert not any(line.startswith("†") for line in lines)
 
 
 def test_kid_without_a_spread_prints_no_plus_minus_and_says_why():
     lines = table_lines([row("spade", KID_std=None)])
-    assert lines[2].split(" | ")[5] == "1.23"
-    assert any(line.startswith("KID ± is its std over random subsets") for line in lines)
+    assert lines[2].split(" | ")[6] == "1.23"
+    assert any(line.startswith("KID of one run has no ± where neither image set") for line in lines)
 
 
 def test_the_table_names_where_a_vae_rows_z_came_from():
@@ -325,7 +340,8 @@ def test_real_row_compares_real_train_with_real_test_and_models_their_syntheses(
 @pytest.mark.parametrize("made", [[], ["--weights", "generator.pt"]])
 def test_an_evaluate_row_call_must_say_how_the_row_was_made(tmp_path, made):
     command = [sys.executable, "-m", "pipeline.evaluate", "row", "--name", "spade", "--truth", "t", "--predictions",
-               "p", "--images", "i", "--real-stats", "s.npz", *made, "--metrics-json", "{}", "--out", "o.json"]
+               "p", "--images", "i", "--real-stats", "s.npz", *made, "--metrics-json", "{}", "--out", "o.json",
+               "--confusions", "o.npz"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and "give --weights and --train-log" in result.stderr.splitlines()[-1]
 

@@ -285,13 +285,15 @@ def uninterrupted(pairs, tmp_path_factory):
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize(
-    "how, model", [("sigterm", "spade_vae"), ("sigint", "spade_vae"), ("sigkill", "spade_vae"), ("sigkill", "spade_unpool")]
+    "how, model",
+    [("sigterm", "spade_vae"), ("sigint", "spade_vae"), ("sigkill", "spade_vae#1"), ("sigkill", "spade_unpool")],
 )
 def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(
     pairs, uninterrupted, tmp_path, how, model, device
 ):
     """SIGTERM and SIGINT (Ctrl-C) save a checkpoint at the end of the step; SIGKILL leaves the
-    last periodic one. Exactly equal on the CPU. On CUDA (bf16 autocast, cuDNN's autotuned
+    last periodic one; a model's further training run (spade_vae#1) resumes as its first does, to
+    weights of its own. Exactly equal on the CPU. On CUDA (bf16 autocast, cuDNN's autotuned
     kernels, atomics in convolution backward) two uninterrupted runs already differ in the last
     digits, so there the resumed run must only be as close to the straight one as that."""
 
@@ -324,6 +326,9 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(
             else:
                 torch.testing.assert_close(b[part][key], a[part][key], rtol=0.05, atol=1e-3, msg=f"{part}.{key}")
     assert [r["step"] for r in read_log(interrupted / "out" / "train_log.csv")] == list(range(1, 25))
+    if "#" in model:  # another seed: another generator than the model's first run
+        first_run = uninterrupted(model.partition("#")[0], device)["generator"]
+        assert any(not torch.equal(first_run[key], b["generator"][key]) for key in first_run)
 
 
 # --- bf16 ----------------------------------------------------------------------------------

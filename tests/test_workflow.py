@@ -135,6 +135,40 @@ def test_smoke_config_runs_from_nothing_to_the_table(shared, tmp_path):
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "report.html").stat().st_size > 10_000
 
+    # A second training run of spade: one more training job (its synthesis, re-segmentation and
+    # evaluation, and the table); spade's first run is kept as it is.
+    smoke["models"]["spade"]["training"] = {"replicates": 2}
+    (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(smoke))
+    plan = snakemake("results/table.csv", "-n", "--configfile", "smoke.yaml", cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    planned = set(re.findall(r"^(\w+)\s+\d+\s*$", plan.stdout, flags=re.M)) - {"total", "job"}
+    assert planned == {"train", "synthesize", "resegment", "evaluate", "table"}, plan.stdout
+    assert re.search(r"^train\s+1\s*$", plan.stdout, flags=re.M), plan.stdout
+    assert "results/models/spade#1/generator.pt" in plan.stdout
+    first = {path: (tmp_path / path).stat().st_mtime_ns for path in ("results/models/spade/generator.pt",
+                                                                     "results/metrics/spade.json")}  # fmt: skip
+    grown = snakemake("results/table.csv", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path, timeout=600)
+    assert grown.returncode == 0, grown.stderr
+    assert {path: (tmp_path / path).stat().st_mtime_ns for path in first} == first
+    weights = [torch.load(tmp_path / f"results/models/{run}/generator.pt", weights_only=True)
+               for run in ("spade", "spade#1")]  # fmt: skip
+    assert weights[1]["model"]["training"]["replicate"] == 1
+    assert any(not torch.equal(a, b) for a, b in zip(weights[0]["generator"].values(), weights[1]["generator"].values()))
+    with open(tmp_path / "results/table.csv", newline="") as f:
+        spade = next(r for r in csv.DictReader(f) if r["model"] == "spade")
+    assert spade["replicates"] == "2" and float(spade["mIoU_sd"]) > 0 and float(spade["FID_sd"]) > 0
+    assert float(spade["mIoU_low"]) <= float(spade["mIoU"]) <= float(spade["mIoU_high"])
+    with open(tmp_path / "results/table_runs.csv", newline="") as f:
+        runs = [(r["model"], r["run"], r["replicate"]) for r in csv.DictReader(f)]
+    assert runs == [("spade", "spade", "0"), ("spade", "spade#1", "1"), ("spade_vae", "spade_vae", "0"),
+                    ("pix2pixhd", "pix2pixhd", "0"), ("real", "real", "0")]  # fmt: skip
+    with open(tmp_path / "results/pairwise.csv", newline="") as f:
+        pairs = {(r["a"], r["b"]) for r in csv.DictReader(f)}
+    assert pairs == {("spade", "spade_vae"), ("spade", "pix2pixhd"), ("spade_vae", "pix2pixhd")}
+    markdown = (tmp_path / "results/table.md").read_text()
+    assert "### Which differences hold" in markdown and re.search(r"^\| spade( ⚠)? \| [^|]+ \| 2† \|", markdown, re.M)
+    assert (tmp_path / "results/figures/replicates.png").stat().st_size > 10_000
+
     # Changing one model's settings reruns that model's jobs and the table, nothing else.
     smoke["models"]["spade_vae"]["training"] = {"lr_G": 0.0002}
     (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(smoke))

@@ -49,10 +49,13 @@ def parse_truth_shards(wildcards):
     return row_resegment_shards(REAL_ROW)
 
 
-# Table rows: the compared models, then the real images.
-TABLE_ROWS = [*config["compare"], REAL_ROW]
-MODEL_PATTERN = "|".join(config["compare"])
-ROW_PATTERN = "|".join(TABLE_ROWS)
+# The compared models' runs (each model's replicates, `spade`, `spade#1`, ...): each is trained,
+# synthesised, re-segmented and evaluated by jobs of its own, so that a cluster runs them side by
+# side. Then the real images' row.
+RUNS = [run for model in config["compare"] for run in replicate_names(config, model)]
+TABLE_ROWS = [*RUNS, REAL_ROW]
+MODEL_PATTERN = "|".join(map(re.escape, RUNS))
+ROW_PATTERN = "|".join(map(re.escape, TABLE_ROWS))
 
 
 def row_resolution(row):

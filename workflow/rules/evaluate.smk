@@ -113,7 +113,8 @@ rule resegment:
 
 
 rule evaluate:
-    """Accuracy, mIoU with bootstrap intervals, per-class IoU, FID and KID of one table row."""
+    """Accuracy, mIoU with bootstrap intervals, per-class IoU, FID and KID of one model's run
+    (a replicate) or of the real images, and the per-image confusion matrices the table resamples."""
     input:
         # All but the re-segmentation shards are known before the split checkpoint has run, so
         # that while it is pending only those wait (e.g. for a dry run's shell commands).
@@ -126,7 +127,8 @@ rule evaluate:
         predictions=resegment_shards,
         parse_truth=parse_truth_shards,
     output:
-        RESULTS.metrics("{row}"),
+        metrics=RESULTS.metrics("{row}"),
+        confusions=RESULTS.confusions("{row}"),
     wildcard_constraints:
         row=ROW_PATTERN,
     params:
@@ -155,13 +157,16 @@ rule evaluate:
     shell:
         "python -m pipeline.evaluate row --name {wildcards.row} --truth {input.truth}"
         " --predictions {input.predictions} --images {input.images} --real-stats {input.real_stats}"
-        " {params.training} {params.parse_truth} --metrics-json {params.metrics:q} --out {output} > {log} 2>&1"
+        " {params.training} {params.parse_truth} --metrics-json {params.metrics:q} --out {output.metrics}"
+        " --confusions {output.confusions} > {log} 2>&1"
 
 
 rule table:
-    """The comparison tables and figures: one row per model in `compare`, then `real`."""
+    """The comparison tables and figures: one row per model in `compare` (over its replicates),
+    then `real`; the long table of every run; the pairwise differences."""
     input:
         metrics=[RESULTS.metrics(row) for row in TABLE_ROWS],
+        confusions=[RESULTS.confusions(row) for row in TABLE_ROWS],
         truth=RESULTS.real(row_resolution(REAL_ROW), "truth"),
         real=RESULTS.real(row_resolution(REAL_ROW), "test"),
         synth=[RESULTS.synth(model) for model in config["compare"]],
@@ -176,9 +181,13 @@ rule table:
         data=section_json(config, "data"),
         parsing_size=PARSING["size"],
         fid_reference=METRICS["fid_reference"],
+        bootstrap=METRICS["bootstrap"],
     output:
         table=report(RESULTS.table, caption="../report/table.rst", category="Comparison"),
         markdown=RESULTS.table_markdown,
+        runs=report(RESULTS.table_runs, caption="../report/table_runs.rst", category="Comparison"),
+        pairwise=report(RESULTS.pairwise, caption="../report/pairwise.rst", category="Comparison"),
+        spread=report(RESULTS.figure("replicates"), caption="../report/replicates.rst", category="Comparison"),
         per_class=RESULTS.per_class_iou,
         chart=report(RESULTS.figure("per_class_iou"), caption="../report/per_class_iou.rst", category="Comparison"),
         samples=report(RESULTS.figure("samples"), caption="../report/samples.rst", category="Samples"),
@@ -193,8 +202,9 @@ rule table:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m pipeline.table --metrics {input.metrics} --table {output.table} --per-class {output.per_class}"
+        "python -m pipeline.table --metrics {input.metrics} --confusions {input.confusions} --table {output.table}"
+        " --runs {output.runs} --pairwise {output.pairwise} --spread {output.spread} --per-class {output.per_class}"
         " --chart {output.chart} --samples {output.samples} --truth {input.truth} --real {input.real}"
         " --synth {input.synth} --published-json {params.published:q} --data-json {params.data:q}"
         " --split {input.split} --parser-weights {params.parser:q} --parsing-size {params.parsing_size}"
-        " --fid-reference {params.fid_reference} > {log} 2>&1"
+        " --fid-reference {params.fid_reference} --bootstrap {params.bootstrap} > {log} 2>&1"

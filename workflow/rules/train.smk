@@ -1,7 +1,8 @@
 rule train:
-    """Train one model on the train split; a rerun resumes from its newest checkpoint
-    (results/models/{model}/runs/<settings key>/checkpoints), never from step 0. How it is
-    launched (one process, torchrun, srun on several nodes) is pipeline.launch's."""
+    """Train one run of a model (replicate 0 is `spade`, replicate k `spade#k`) on the train
+    split; a rerun resumes from its newest checkpoint (results/models/{model}/runs/<settings
+    key>/checkpoints), never from step 0. How it is launched (one process, torchrun, srun on
+    several nodes) is pipeline.launch's."""
     input:
         manifests=parse_shard_manifests,
     output:
@@ -39,6 +40,6 @@ rule train:
 
 
 rule train_all:
-    """Every compared model trained."""
+    """Every compared model trained, each of its replicates."""
     input:
-        [RESULTS.model(model).generator for model in config["compare"]],
+        [RESULTS.model(run).generator for run in RUNS],
