@@ -358,6 +358,9 @@ class ModelConfig:
         `published` figures are the table's, not the model's). `name` may be a replicate's run
         (`spade#1`, replicate_name): the model's settings with that replicate's seed."""
         model, replicate = parse_replicate(name)
+        if replicate_name(model, replicate) != name:
+            runs = f"{model}, {replicate_name(model, 1)}, ..."
+            raise ConfigError(f"{name}: not a run's name; model {model}'s runs are {runs}")
         if replicate >= replicates(config, model):
             raise ConfigError(f"{name}: model {model} has {replicates(config, model)} run(s) (training.replicates)")
         entry = dict(config["models"][model])

@@ -244,6 +244,11 @@ def main() -> None:
             args.out
         )
         return
+    write_row(args, metrics_cfg, device)
+
+
+def write_row(args: argparse.Namespace, metrics_cfg: dict, device: torch.device) -> None:
+    """`evaluate row`: the row's metrics (--out) and per-image confusion matrices (--confusions)."""
     result, confusions = evaluate_row(
         args.name, args.truth, args.predictions, args.images, Statistics.load(args.real_stats), metrics_cfg, device,
         args.parse_truth,

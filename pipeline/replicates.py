@@ -39,6 +39,13 @@ TRUTHS = {"": "confusions", "_parse": "confusions_parse"}
 IMAGE_SET = ("FID", "KID")
 # What the pairwise table compares.
 COMPARED = ("pixel_accuracy", "mIoU", "FID", "KID")
+# What an interval covers (table.csv's and pairwise.csv's `interval_over`).
+OVER_RUNS_AND_IMAGES = "runs and test images"
+OVER_IMAGES = "test images"
+OVER_RUNS = "training runs"
+# The range a row's interval is clipped to: the widening for few runs (pipeline.metrics) is
+# unbounded, and an interval past 100% accuracy or below 0 FID claims what no run can score.
+RANGES = {"pixel_accuracy": (0.0, 1.0), "mIoU": (0.0, 1.0), "FID": (0.0, np.inf)}
 
 
 @dataclass
@@ -81,38 +88,52 @@ def _values(row: Row, key: str) -> np.ndarray | None:
     return None if any(value is None for value in values) else np.array(values, dtype=np.float64)
 
 
-def resample(rows: list[Row], resamples: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """Each row's resampled statistics, metric -> (resamples,): one image draw for all rows, a
-    replicate draw of each row's own (its position in the table seeds it). A row with fewer than
-    MIN_RUNS runs keeps all its runs in every resample."""
-    n_images = len(rows[0].confusions["confusions"][0])
-    images = image_draws(n_images, resamples, seed)
+@dataclass(frozen=True)
+class Draws:
+    """A row's resampled statistics, metric -> (resamples,). `over_runs`: its runs resampled too
+    where it has MIN_RUNS of them (FID and KID only then); `over_images`: every run in every
+    resample, accuracy and mIoU only."""
+
+    over_runs: dict[str, np.ndarray]
+    over_images: dict[str, np.ndarray]
+
+
+def _segmentation(row: Row, images: np.ndarray, runs: np.ndarray) -> dict[str, np.ndarray]:
+    return {metric + suffix: values for suffix, name in TRUTHS.items() if name in row.confusions
+            for metric, values in segmentation_draws(row.confusions[name], images, runs).items()}  # fmt: skip
+
+
+def resample(rows: list[Row], resamples: int, seed: int = 0) -> list[Draws]:
+    """Each row's resampled statistics: one image draw for all rows, a replicate draw of each
+    row's own (its position in the table seeds it)."""
+    images = image_draws(len(rows[0].confusions["confusions"][0]), resamples, seed)
     out = []
     for index, row in enumerate(rows):
+        over_images = _segmentation(row, images, np.ones((resamples, len(row.runs)), dtype=np.int64))
+        over_runs = over_images
         if row.between_runs:
             runs = replicate_draws(len(row.runs), resamples, seed + 1 + index)
-        else:
-            runs = np.ones((resamples, len(row.runs)), dtype=np.int64)
-        draws = {}
-        for suffix, name in TRUTHS.items():
-            if name in row.confusions:
-                for metric, values in segmentation_draws(row.confusions[name], images, runs).items():
-                    draws[metric + suffix] = values
-        if row.between_runs:
+            over_runs = _segmentation(row, images, runs)
             for metric in IMAGE_SET:
                 values = _values(row, metric)
                 if values is not None:
-                    draws[metric] = value_draws(values, runs)
-        out.append(draws)
+                    over_runs[metric] = value_draws(values, runs)
+        out.append(Draws(over_runs, over_images))
     return out
 
 
-def summarize(row: Row, draws: dict[str, np.ndarray]) -> dict:
+def _clipped(metric: str, low: float, high: float) -> tuple[float, float]:
+    floor, ceiling = RANGES.get(metric.removesuffix("_parse"), (-np.inf, np.inf))
+    return float(np.clip(low, floor, ceiling)), float(np.clip(high, floor, ceiling))
+
+
+def summarize(row: Row, draws: Draws) -> dict:
     """The row's table entry: replicate 0's description, each metric's mean over the runs, their
-    sd (None for one run) and interval (None where not estimated), the mean per-class IoU."""
+    sd (None for one run) and interval (None where not estimated; clipped to the metric's range),
+    the mean per-class IoU, and its runs' training hours together."""
     first = row.runs[0]
     out = {**first, "model": row.model, "replicates": len(row.runs),
-           "interval_over": "runs and test images" if row.between_runs else "test images"}  # fmt: skip
+           "interval_over": OVER_RUNS_AND_IMAGES if row.between_runs else OVER_IMAGES}  # fmt: skip
     metrics = [m + suffix for suffix, name in TRUTHS.items() if name in row.confusions for m in SEGMENTATION]
     for metric in [*metrics, *IMAGE_SET]:
         values = _values(row, metric)
@@ -120,9 +141,9 @@ def summarize(row: Row, draws: dict[str, np.ndarray]) -> dict:
             continue
         out[metric] = float(values.mean())
         out[f"{metric}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else None
-        interval = percentile_interval(draws[metric]) if metric in draws else None
-        out[f"{metric}_low"] = None if interval is None else interval.low
-        out[f"{metric}_high"] = None if interval is None else interval.high
+        interval = percentile_interval(draws.over_runs[metric]) if metric in draws.over_runs else None
+        out[f"{metric}_low"], out[f"{metric}_high"] = (None, None) if interval is None else _clipped(
+            metric, interval.low, interval.high)
     if len(row.runs) > 1:
         out["KID_std"] = None  # the subset std of one run; the runs' sd takes its place
     out["FID_unstable"] = any(run["FID_unstable"] for run in row.runs)
@@ -157,19 +178,22 @@ class Difference:
         return self.low is not None and (self.low > 0 or self.high < 0)
 
 
-def pairwise(rows: list[Row], summaries: list[dict], draws: list[dict[str, np.ndarray]]) -> list[Difference]:
+def pairwise(rows: list[Row], summaries: list[dict], draws: list[Draws]) -> list[Difference]:
     """Every pair of rows, in table order, in each COMPARED metric. The interval comes from the
-    same resamples as the rows' own (paired over test images); FID and KID have one only where
-    both rows estimate their between-run spread."""
+    same resamples as the rows' own (paired over test images): over both rows' runs too where
+    both estimate their between-run spread, else over test images only (and none for FID and
+    KID)."""
     out = []
     for (i, a), (j, b) in combinations(enumerate(rows), 2):
         for metric in COMPARED:
             if summaries[i].get(metric) is None or summaries[j].get(metric) is None:
                 continue
             difference = summaries[i][metric] - summaries[j][metric]
-            if metric in draws[i] and metric in draws[j]:
-                interval = percentile_interval(draws[i][metric] - draws[j][metric])
-                over = "runs and test images" if a.between_runs and b.between_runs else "test images"
+            both = a.between_runs and b.between_runs
+            source = [d.over_runs if both else d.over_images for d in (draws[i], draws[j])]
+            if metric in source[0] and metric in source[1]:
+                interval = percentile_interval(source[0][metric] - source[1][metric])
+                over = OVER_IMAGES if not both else OVER_RUNS if metric in IMAGE_SET else OVER_RUNS_AND_IMAGES
                 out.append(Difference(a.model, b.model, metric, difference, interval.low, interval.high, over))
             else:
                 out.append(Difference(a.model, b.model, metric, difference, None, None, None))

@@ -112,14 +112,19 @@ def markdown(rows: list[dict], protocol_lines: list[str]) -> str:
         if row["KID_std"] is not None:  # one run: KID's std over subsets
             kid += f" ± {100 * row['KID_std']:.2f}"
         iterations = "" if row["iterations"] is None else str(row["iterations"])
-        runs = str(row["replicates"]) + ("" if row["interval_over"] == "runs and test images" or row["model"] ==
-                                         REAL_ROW else "†")  # fmt: skip
+        estimated = row["interval_over"] == replicates.OVER_RUNS_AND_IMAGES or row["model"] == REAL_ROW
+        runs = str(row["replicates"]) + ("" if estimated else "†")
         method = row["model"] + (f" ({VAE_Z[row['vae_z']]})" if row["vae_z"] else "") + (" ⚠" if row["health"] else "")
         lines.append(
             f"| {method} | {row['settings']} | {runs} | {' | '.join(cells)} | {fid} | {kid} | {row['n_test']} | "
             f"{row['resolution']} | {iterations} |"
         )
-    lines.append("")
+    return "\n".join([*lines, "", *_notes(rows, against_parse)]) + "\n"
+
+
+def _notes(rows: list[dict], against_parse: bool) -> list[str]:
+    """What table.md says under the table: how rows and intervals are made, and what marks mean."""
+    lines = []
     lines.append(
         "Each model's row is the mean over its independent training runs (`runs`; results/table_runs.csv has "
         "each run), ± their sd, and a 95% interval from a hierarchical bootstrap: the runs resampled, then "
@@ -128,7 +133,7 @@ def markdown(rows: list[dict], protocol_lines: list[str]) -> str:
         "segmenter agrees with the input label maps on real photos) and FID/KID of the other real images "
         "against the reference set; its intervals are over test images."
     )
-    if any(row["model"] != REAL_ROW and row["interval_over"] == "test images" for row in rows):
+    if any(row["model"] != REAL_ROW and row["interval_over"] == replicates.OVER_IMAGES for row in rows):
         lines.append(
             f"†: fewer than {replicates.MIN_RUNS} runs, so the spread between training runs is not estimated: "
             "accuracy and mIoU intervals cover the test images only, FID and KID have none. A GAN trained "
@@ -165,7 +170,7 @@ def markdown(rows: list[dict], protocol_lines: list[str]) -> str:
             "*: fewer images than Inception features (2048): the covariance is singular and FID is "
             "unreliable; prefer KID."
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # How the pairwise table prints a difference: scale, digits, unit.
@@ -185,7 +190,8 @@ def pairwise_section(differences: list[replicates.Difference]) -> str:
         "(paired over test images); ✓ where the interval excludes 0. FID and KID differences have an "
         f"interval only where both rows have {replicates.MIN_RUNS} or more runs. Where a row has fewer (†), "
         "the interval covers the test images only: a ✓ there says that the test set does not explain the "
-        "difference, not that another training run would keep it.", "",
+        "difference, not that another training run would keep it. Each interval is at 95%, not adjusted "
+        "for the number of pairs and metrics compared.", "",
         f"| a − b | {' | '.join(METRIC_NAMES[m].replace('(%)', '(points)') for m in replicates.COMPARED)} |",
         "| --- |" + " --- |" * len(replicates.COMPARED),
     ]  # fmt: skip
@@ -341,7 +347,7 @@ def samples_grid(truth_dir: Path, real_dir: Path, model_dirs: dict[str, Path], p
     save_png(canvas, path)
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.table", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -371,7 +377,11 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.metrics) != len(args.confusions):
         parser.error("give one --confusions file per --metrics file")
+    return args
 
+
+def main() -> None:
+    args = arguments()
     run = protocol.measured(DataConfig.from_dict(json.loads(args.data_json)), args.split, args.parser_weights,
                             args.parsing_size, args.fid_reference)
     runs = [json.loads(path.read_text()) for path in args.metrics]

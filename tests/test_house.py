@@ -16,7 +16,8 @@ LAYERS = {
     "helpers": (
         "pipeline.errors", "pipeline.files", "pipeline.progress", "pipeline.images", "pipeline.labelmaps",
         "pipeline.devices", "pipeline.shards", "pipeline.layout", "pipeline.cli", "pipeline.distributed",
-        "pipeline.health", "pipeline.metrics", "pipeline.download", "pipeline.training_log", "pipeline.pairs",
+        "pipeline.health", "pipeline.metrics", "pipeline.replicates",
+        "pipeline.download", "pipeline.training_log", "pipeline.pairs",
         "pipeline.launch",
         "pipeline.models.architecture", "pipeline",
     ),

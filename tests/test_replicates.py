@@ -48,6 +48,8 @@ def test_a_model_name_with_the_replicate_mark_is_refused():
         resolve({"models": {"spade#1": {"generator": "spade"}}})
     with pytest.raises(ConfigError, match=r"spade#1: model spade has 1 run\(s\) \(training.replicates\)"):
         ModelConfig.from_config(resolve({}), "spade#1")
+    with pytest.raises(ConfigError, match=r"spade#01: not a run's name; model spade's runs are spade, spade#1"):
+        ModelConfig.from_config(resolve({"training": {"replicates": 3}}), "spade#01")
 
 
 def run_metrics(name: str, accuracy: float, fid: float, health: str = "") -> dict:
@@ -111,7 +113,7 @@ def test_two_runs_show_their_sd_but_estimate_no_spread_between_runs():
     rows, draws, (spade, _), _ = table([("spade", 0.70, 50.0), ("spade#1", 0.90, 70.0), ("real", 0.95, 10.0)])
     assert spade["replicates"] == 2 and spade["interval_over"] == "test images"
     assert spade["pixel_accuracy_sd"] > 0 and spade["FID_sd"] == pytest.approx(np.std([50, 70], ddof=1))
-    assert spade["FID_low"] is None and "FID" not in draws[0]
+    assert spade["FID_low"] is None and "FID" not in draws[0].over_runs
 
 
 def test_runs_scored_on_other_test_images_are_refused_naming_the_file():
@@ -136,7 +138,28 @@ def test_pairwise_differences_hold_only_where_their_interval_excludes_0():
     assert differences["good", "bad", "FID"].low is None and not differences["good", "bad", "FID"].holds
     assert differences["good", "bad", "FID"].difference == pytest.approx(41.0 - 90.0)
     assert differences["good", "twin", "mIoU"].interval_over == "runs and test images"
+    assert differences["good", "twin", "FID"].interval_over == "training runs"
     assert differences["good", "bad", "mIoU"].interval_over == "test images"
+
+
+def test_a_difference_with_a_row_of_few_runs_is_over_the_test_images_of_both():
+    """Against a row of fewer than 3 runs the between-run spread of neither row is in the
+    interval, as it says: the same as between the two rows' image-only draws."""
+    runs = [("wide", 0.70, 40.0), ("wide#1", 0.90, 42.0), ("wide#2", 0.80, 41.0), ("few", 0.60, 90.0),
+            ("real", 0.95, 10.0)]  # fmt: skip
+    rows, draws, summaries, _ = table(runs)
+    (difference,) = [d for d in replicates.pairwise(rows[:-1], summaries[:-1], draws[:-1]) if d.metric == "mIoU"]
+    images_only = draws[0].over_images["mIoU"] - draws[1].over_images["mIoU"]
+    assert difference.interval_over == "test images"
+    assert (difference.low, difference.high) == pytest.approx(tuple(np.percentile(images_only, [2.5, 97.5])))
+    assert difference.high - difference.low < summaries[0]["mIoU_high"] - summaries[0]["mIoU_low"]
+
+
+def test_a_rows_interval_stays_in_the_range_of_its_metric():
+    """Three runs far apart widen the interval past 100% accuracy and below 0 FID: clipped."""
+    rows, _, (spade, _), _ = table([("spade", 0.55, 1.0), ("spade#1", 0.99, 60.0), ("spade#2", 0.98, 2.0),
+                                    ("real", 0.95, 10.0)])
+    assert spade["pixel_accuracy_high"] == 1.0 and spade["FID_low"] == 0.0
 
 
 def test_the_runs_figure_draws_each_run_and_each_rows_interval():

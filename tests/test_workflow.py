@@ -93,6 +93,18 @@ def test_failed_download_leaves_no_split(fake_ffhq, tmp_path):
     assert not (tmp_path / "results/data/split.csv").exists()
 
 
+def plan_of_one_model(smoke: dict, run_dir: Path) -> str:
+    """The dry run of the table after `smoke` is written as the run's config: one model's jobs
+    (one training, its synthesis, re-segmentation and evaluation) and the table, nothing else."""
+    (run_dir / "smoke.yaml").write_text(yaml.safe_dump(smoke))
+    plan = snakemake("results/table.csv", "-n", "--configfile", "smoke.yaml", cwd=run_dir)
+    assert plan.returncode == 0, plan.stderr
+    planned = set(re.findall(r"^(\w+)\s+\d+\s*$", plan.stdout, flags=re.M)) - {"total", "job"}
+    assert planned == {"train", "synthesize", "resegment", "evaluate", "table"}, plan.stdout
+    assert re.search(r"^train\s+1\s*$", plan.stdout, flags=re.M), plan.stdout
+    return plan.stdout
+
+
 def test_smoke_config_runs_from_nothing_to_the_table(shared, tmp_path):
     """The smoke configuration with three models (SPADE with and without its VAE, pix2pixHD) and
     30 steps, not 200, to keep the suite short (every variant trains in test_train.py). Its table
@@ -138,13 +150,7 @@ def test_smoke_config_runs_from_nothing_to_the_table(shared, tmp_path):
     # A second training run of spade: one more training job (its synthesis, re-segmentation and
     # evaluation, and the table); spade's first run is kept as it is.
     smoke["models"]["spade"]["training"] = {"replicates": 2}
-    (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(smoke))
-    plan = snakemake("results/table.csv", "-n", "--configfile", "smoke.yaml", cwd=tmp_path)
-    assert plan.returncode == 0, plan.stderr
-    planned = set(re.findall(r"^(\w+)\s+\d+\s*$", plan.stdout, flags=re.M)) - {"total", "job"}
-    assert planned == {"train", "synthesize", "resegment", "evaluate", "table"}, plan.stdout
-    assert re.search(r"^train\s+1\s*$", plan.stdout, flags=re.M), plan.stdout
-    assert "results/models/spade#1/generator.pt" in plan.stdout
+    assert "results/models/spade#1/generator.pt" in plan_of_one_model(smoke, tmp_path)
     first = {path: (tmp_path / path).stat().st_mtime_ns for path in ("results/models/spade/generator.pt",
                                                                      "results/metrics/spade.json")}  # fmt: skip
     grown = snakemake("results/table.csv", "--cores", "2", "--configfile", "smoke.yaml", cwd=tmp_path, timeout=600)
@@ -153,7 +159,8 @@ def test_smoke_config_runs_from_nothing_to_the_table(shared, tmp_path):
     weights = [torch.load(tmp_path / f"results/models/{run}/generator.pt", weights_only=True)
                for run in ("spade", "spade#1")]  # fmt: skip
     assert weights[1]["model"]["training"]["replicate"] == 1
-    assert any(not torch.equal(a, b) for a, b in zip(weights[0]["generator"].values(), weights[1]["generator"].values()))
+    generators = [w["generator"] for w in weights]
+    assert any(not torch.equal(a, b) for a, b in zip(generators[0].values(), generators[1].values()))
     with open(tmp_path / "results/table.csv", newline="") as f:
         spade = next(r for r in csv.DictReader(f) if r["model"] == "spade")
     assert spade["replicates"] == "2" and float(spade["mIoU_sd"]) > 0 and float(spade["FID_sd"]) > 0
@@ -171,12 +178,7 @@ def test_smoke_config_runs_from_nothing_to_the_table(shared, tmp_path):
 
     # Changing one model's settings reruns that model's jobs and the table, nothing else.
     smoke["models"]["spade_vae"]["training"] = {"lr_G": 0.0002}
-    (tmp_path / "smoke.yaml").write_text(yaml.safe_dump(smoke))
-    plan = snakemake("results/table.csv", "-n", "--configfile", "smoke.yaml", cwd=tmp_path)
-    assert plan.returncode == 0, plan.stderr
-    planned = set(re.findall(r"^(\w+)\s+\d+\s*$", plan.stdout, flags=re.M)) - {"total", "job"}
-    assert planned == {"train", "synthesize", "resegment", "evaluate", "table"}, plan.stdout
-    assert re.search(r"^train\s+1\s*$", plan.stdout, flags=re.M), plan.stdout
+    plan_of_one_model(smoke, tmp_path)
 
     # Parsing is done and stays done; a forced parsing shard skips the label maps it already made.
     # (Last, since the manifests it writes again are newer than everything after them.)
