@@ -312,7 +312,9 @@ def spread_chart(points: dict[str, list[tuple]], path: Path) -> None:
             else:
                 ax.errorbar([x + 0.15], [mean], yerr=[[mean - low], [high - mean]], fmt="ko", markersize=4, capsize=3)
         ax.set_xticks(range(len(entries)), [entry[0] for entry in entries], rotation=45, ha="right")
-        ax.set_title(METRIC_NAMES[metric].replace(" (%)", "") + (" ↑" if metric in replicates.SEGMENTATION else " ↓"))
+        # Each value as computed (fractions), so the name without its scale.
+        name = METRIC_NAMES[metric].replace(" (%)", "").replace(" ×100", "")
+        ax.set_title(name + (" ↑" if metric in replicates.SEGMENTATION else " ↓"))
     fig.suptitle("Each training run (dots) and each row's mean with its 95% interval")
     fig.tight_layout()
     with atomic_path(path) as tmp:
