@@ -69,13 +69,15 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _percent(value: float) -> str:
-    return f"{100 * value:.1f}"
+# How table.md prints a metric (and a difference in it): scale, digits. Accuracy and mIoU in
+# percent, KID x100.
+PRINTED = {"pixel_accuracy": (100, 1), "mIoU": (100, 1), "FID": (1, 1), "KID": (100, 2)}
 
 
-def _cell_of(row: dict, key: str, scale: float, digits: int) -> str:
+def _cell_of(row: dict, key: str) -> str:
     """A metric's cell: mean, ± its sd over runs (two or more), [its 95% interval] where there
-    is one. `scale` and `digits`: how it is printed (accuracy and mIoU in percent, KID x100)."""
+    is one."""
+    scale, digits = PRINTED[key.removesuffix("_parse")]
     if row.get(key) is None:
         return "—"
     text = f"{scale * row[key]:.{digits}f}"
@@ -104,11 +106,11 @@ def markdown(rows: list[dict], protocol_lines: list[str]) -> str:
         "| --- | --- | --- | --- | --- |" + " --- | --- |" * against_parse + " --- | --- | --- | --- | --- |",
     ]
     for row in rows:
-        cells = [_cell_of(row, "pixel_accuracy", 100, 1), _cell_of(row, "mIoU", 100, 1)]
+        cells = [_cell_of(row, "pixel_accuracy"), _cell_of(row, "mIoU")]
         if against_parse:
-            cells += [_cell_of(row, "pixel_accuracy_parse", 100, 1), _cell_of(row, "mIoU_parse", 100, 1)]
-        fid = _cell_of(row, "FID", 1, 1) + ("*" if row["FID_unstable"] else "")
-        kid = _cell_of(row, "KID", 100, 2)
+            cells += [_cell_of(row, "pixel_accuracy_parse"), _cell_of(row, "mIoU_parse")]
+        fid = _cell_of(row, "FID") + ("*" if row["FID_unstable"] else "")
+        kid = _cell_of(row, "KID")
         if row["KID_std"] is not None:  # one run: KID's std over subsets
             kid += f" ± {100 * row['KID_std']:.2f}"
         iterations = "" if row["iterations"] is None else str(row["iterations"])
@@ -173,10 +175,6 @@ def _notes(rows: list[dict], against_parse: bool) -> list[str]:
     return lines
 
 
-# How the pairwise table prints a difference: scale, digits, unit.
-DIFFERENCE_FORMAT = {"pixel_accuracy": (100, 1), "mIoU": (100, 1), "FID": (1, 1), "KID": (100, 2)}
-
-
 def pairwise_section(differences: list[replicates.Difference]) -> str:
     """Each pair of models' differences (a − b) with their 95% intervals, ✓ where the interval
     excludes 0."""
@@ -202,7 +200,7 @@ def pairwise_section(differences: list[replicates.Difference]) -> str:
             if d is None:
                 cells.append("—")
                 continue
-            scale, digits = DIFFERENCE_FORMAT[metric]
+            scale, digits = PRINTED[metric]
             text = f"{scale * d.difference:+.{digits}f}"
             if d.low is not None:
                 text += f" [{scale * d.low:+.{digits}f}, {scale * d.high:+.{digits}f}]" + (" ✓" if d.holds else "")
