@@ -130,6 +130,8 @@ def _check_models(config: dict) -> None:
                 raise ConfigError(
                     f"config key {key}.num_upsampling_layers: the spade_unpool generator has one depth, normal"
                 )
+        if model.positional_encoding and model.generator != "clade":
+            raise ConfigError(f"config key {key}.positional_encoding: CLADE's; only for generator: clade")
         if model.norm != "switch" and set(model.switch_stats) != set(SWITCH_STATS):
             raise ConfigError(f"config key {key}.switch_stats: only for norm: switch")
         training = model.training
@@ -347,6 +349,7 @@ class ModelConfig:
     unnormalized_first: int = setting(default=0)
     # Every model trained before the setting existed mixed all three statistics.
     switch_stats: tuple[str, ...] = setting(default=SWITCH_STATS, added_later=True)
+    positional_encoding: bool = setting(default=False, added_later=True)
 
     def __post_init__(self) -> None:
         # In SWITCH_STATS' order and a tuple, however the config listed them: one model, one key.

@@ -112,6 +112,8 @@ def test_defaults_fill_nested_sections():
              r"^config key models\.u\.num_upsampling_layers: the spade_unpool generator has one depth, normal$"),
             ({"models": {"s": {"generator": "spade", "switch_stats": ["instance", "layer"]}}, "compare": ["s"]},
              r"^config key models\.s\.switch_stats: only for norm: switch$"),
+            ({"models": {"s": {"generator": "spade", "positional_encoding": True}}, "compare": ["s"]},
+             r"^config key models\.s\.positional_encoding: CLADE's; only for generator: clade$"),
             ({"models": {"s": {"generator": "spade", "norm": "switch", "switch_stats": ["batch"]}}, "compare": ["s"]},
              r"^config key models\.s\.switch_stats: \['batch'\] is too short$"),
             ({"models": {"spade": {"generator": "spade", "published": [{"paper": "x"}]}}, "compare": ["spade"]},
@@ -169,7 +171,9 @@ def test_a_models_distinguishing_settings_are_what_differs_from_its_generators_d
                         "spade_switchnorm": {"norm": "switch"},
                         "spade_switchnorm_inln": {"norm": "switch", "switch_stats": ("instance", "layer")},
                         "spade_unpool": {"norm": "switch", "switch_stats": ("instance", "layer")},
-                        "pix2pixhd": {}, "pix2pixhd_noin": {"unnormalized_first": 2}}
+                        "clade": {}, "pix2pixhd": {}, "pix2pixhd_noin": {"unnormalized_first": 2}}
+    icpe = ModelConfig.from_config(defaults, "clade_icpe")
+    assert icpe.distinguishing_settings() == {"positional_encoding": True}
 
 
 def test_published_figures_are_not_a_setting_of_the_model():

@@ -17,7 +17,7 @@ LAYERS = {
         "pipeline.errors", "pipeline.files", "pipeline.progress", "pipeline.images", "pipeline.labelmaps",
         "pipeline.devices", "pipeline.shards", "pipeline.layout", "pipeline.cli", "pipeline.distributed",
         "pipeline.health", "pipeline.metrics", "pipeline.replicates",
-        "pipeline.download", "pipeline.training_log", "pipeline.pairs",
+        "pipeline.download", "pipeline.training_log", "pipeline.pairs", "pipeline.positions",
         "pipeline.launch",
         "pipeline.models.architecture", "pipeline",
     ),

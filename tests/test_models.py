@@ -12,7 +12,8 @@ from pipeline.models.architecture import SWITCH_STATS
 from pipeline.models.networks import build, parameter_count
 from pipeline.models.normalization import SPADE, SpectralNormConv2d, SwitchableNorm2d
 
-DEFAULT_MODELS = resolve()["compare"]
+# The default comparison and the models of config.yaml beside it.
+VARIANTS = [*resolve()["compare"], "clade_icpe"]
 
 
 def model(name: str, **training) -> ModelConfig:
@@ -28,13 +29,16 @@ def one_hot(labels: torch.Tensor) -> torch.Tensor:
     return F.one_hot(labels.long(), 19).permute(0, 3, 1, 2).float()
 
 
-# Measured from the NVlabs/SPADE code for label_nc 19, no instance map, 256x256, ngf = ndf = 64.
+# Measured from the NVlabs/SPADE code (CLADE's code for clade, clade_icpe) for label_nc 19, no
+# instance map, 256x256, ngf = ndf = 64.
 @pytest.mark.parametrize(
     "name, generator, discriminator, encoder",
     [
         ("spade", 92_538_819, 5_566_594, None),
         ("spade_instance", 92_538_819, 5_566_594, None),
         ("spade_vae", 109_205_443, 5_566_594, 10_463_424),
+        ("clade", 67_321_539, 5_566_594, None),
+        ("clade_icpe", 67_321_647, 5_566_594, None),
     ],
 )
 def test_parameter_counts_equal_the_reference(name, generator, discriminator, encoder):
@@ -119,7 +123,7 @@ def test_spade_unpool_scatters_each_block_input_to_where_the_encoders_maxima_wer
     assert (blocks == blocks[..., :1]).all()
 
 
-@pytest.mark.parametrize("name", DEFAULT_MODELS)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_every_variant_maps_a_label_map_to_an_image_and_d_scores_it(name):
     torch.manual_seed(0)
     cfg = tiny(name)
@@ -229,16 +233,16 @@ def test_spade_resizes_label_maps_by_nearest_neighbour():
     assert torch.equal(seen["seg"].sum(1), torch.ones(1, 8, 8))
 
 
-def test_describe_cli_prints_the_counts_as_json():
+def test_describe_cli_prints_the_counts_as_json(tmp_path):
     import json
     import subprocess
     import sys
 
     from support import REPO
 
-    def describe(name: str) -> subprocess.CompletedProcess:
+    def describe(name: str, *options: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "pipeline", "describe", "--config", "config.yaml", "--model", name],
+            [sys.executable, "-m", "pipeline", "describe", "--config", "config.yaml", *options, "--model", name],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -250,6 +254,15 @@ def test_describe_cli_prints_the_counts_as_json():
     assert json.loads(result.stdout) == {"generator": 109_205_443, "discriminator": 5_566_594, "encoder": 10_463_424}
     unknown = describe("spaed")
     assert unknown.returncode == 1 and "--model spaed: no such entry under models" in unknown.stderr
+    # CLADE's norms look gamma and beta up instead of convolving the label map: at 256x256, ngf 64,
+    # 84 GFLOPs against SPADE's 282 (docs/benchmarks.md, "Model sizes"); at 64x64, ngf 8 here.
+    (tmp_path / "small.yaml").write_text("training: {resolution: 64}\nmodels: {spade: {ngf: 8}, clade: {ngf: 8}}\n")
+    gflops = {}
+    for name in ("spade", "clade"):
+        result = describe(name, str(tmp_path / "small.yaml"), "--flops")
+        assert result.returncode == 0, result.stderr
+        gflops[name] = json.loads(result.stdout)["generator_gflops"]
+    assert 0 < gflops["clade"] < gflops["spade"] / 2
 
 
 @pytest.mark.parametrize("layers, resolution, grid", [("normal", 64, 2), ("more", 128, 2), ("most", 128, 1)])

@@ -222,22 +222,28 @@ def test_nvlabs_one_training_iteration(fixture, nvlabs_after_step, name, memory_
         # kernels are NVlabs'. The D step's losses above already come from the updated G.
         return
 
+    assert_weights_after_step(networks, nvlabs_after_step[name])
+
+
+def assert_weights_after_step(networks: Networks, reference: dict, rename=ours) -> None:
+    """Every tensor of our networks after a step against the reference's own trainer's after its
+    step (`reference`: by part, G, D, E, with the reference's names, which `rename` maps to ours)."""
     for part, network in (("G", networks.generator), ("D", networks.discriminator), ("E", networks.encoder)):
         if network is None:
             continue
         state, parameters = network.state_dict(), dict(network.named_parameters())
-        theirs = nvlabs_after_step[name][part]
-        assert {ours(k) for k in theirs} == set(state), part
+        theirs = reference[part]
+        assert {rename(k) for k in theirs} == set(state), part
         noise = 0
-        for nvlabs_name, expected in theirs.items():
-            measured, where = state[ours(nvlabs_name)], f"{part} {nvlabs_name}"
-            if ours(nvlabs_name) not in parameters:  # batch-norm statistics, spectral norm's u and v
+        for their_name, expected in theirs.items():
+            measured, where = state[rename(their_name)], f"{part} {their_name}"
+            if rename(their_name) not in parameters:  # batch-norm statistics, spectral norm's u and v
                 torch.testing.assert_close(measured, expected, **TOLERANCE, msg=where)
                 continue
             # Adam's first update is lr x g / (|g| + eps): where a gradient is 0 but for rounding,
             # its direction is noise and the weight moves anywhere within lr. Those are left out;
             # every other update (exact zeros included: they stay put) agrees to rounding.
-            gradient = parameters[ours(nvlabs_name)].grad.abs()
+            gradient = parameters[rename(their_name)].grad.abs()
             rounding = (gradient > 0) & (gradient < NOISE_GRADIENT * gradient.max())
             torch.testing.assert_close(measured[~rounding], expected[~rounding], rtol=1e-6, atol=2e-7, msg=where)
             noise += int(rounding.sum())

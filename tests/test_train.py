@@ -162,7 +162,7 @@ def test_a_few_steps_on_a_tiny_batch_lower_both_losses(pairs, tmp_path, seeded_v
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
-@pytest.mark.parametrize("name", resolve()["compare"])
+@pytest.mark.parametrize("name", [*resolve()["compare"], "clade_icpe"])
 def test_every_variant_trains_at_64x64_and_saves_loadable_weights(pairs, tmp_path, name, device):
     """On CUDA with the defaults there: bf16 autocast, channels_last, fused Adam."""
     model = tiny_model(name, resolution=64, iterations=2, decay_start=1, device=device)

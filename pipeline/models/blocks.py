@@ -3,31 +3,30 @@ pix2pixHD's (convolve, then instance-normalise)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.normalization import SPADE, SpectralNormConv2d
+from pipeline.models.normalization import SpectralNormConv2d
 
 
 class SPADEResBlock(nn.Module):
     """Two SPADE -> leaky ReLU -> 3x3 conv steps plus a shortcut, learned (SPADE -> 1x1 conv)
-    when the channel count changes. Spectral norm on the block's convs, not on SPADE's."""
+    when the channel count changes. Spectral norm on the block's convs, not on SPADE's.
+    `modulated_norm(channels)` makes each norm: SPADE, or CLADE in its place."""
 
-    def __init__(
-        self, fin: int, fout: int, label_nc: int, norm: str, switch_stats: Sequence[str]
-    ) -> None:
+    def __init__(self, fin: int, fout: int, modulated_norm: Callable[[int], nn.Module]) -> None:
         super().__init__()
         middle = min(fin, fout)
         self.learned_shortcut = fin != fout
-        self.norm_0 = SPADE(norm, fin, label_nc, switch_stats)
+        self.norm_0 = modulated_norm(fin)
         self.conv_0 = SpectralNormConv2d(fin, middle, 3, padding=1)
-        self.norm_1 = SPADE(norm, middle, label_nc, switch_stats)
+        self.norm_1 = modulated_norm(middle)
         self.conv_1 = SpectralNormConv2d(middle, fout, 3, padding=1)
         if self.learned_shortcut:
-            self.norm_s = SPADE(norm, fin, label_nc, switch_stats)
+            self.norm_s = modulated_norm(fin)
             self.conv_s = SpectralNormConv2d(fin, fout, 1, bias=False)
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
-"""Generators: SPADE's (the label map modulates every block), Gorrepati & Lau's variant of it whose
-upsamplings are unpoolings guided by a max-pooling encoder of the label map, and pix2pixHD's
-global generator (the label map is only the input; the classic baseline of the SPADE paper)."""
+"""Generators: SPADE's (the label map modulates every block), CLADE's (SPADE's with class-adaptive
+norms), Gorrepati & Lau's variant of SPADE's whose upsamplings are unpoolings guided by a
+max-pooling encoder of the label map, and pix2pixHD's global generator (the label map is only the
+input; the classic baseline of the SPADE paper)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,19 @@ from torch import nn
 
 from pipeline.models.architecture import SPADE_UPSAMPLINGS
 from pipeline.models.blocks import ResnetBlock, SPADEResBlock, conv_norm
+from pipeline.models.normalization import CLADE, SPADE
+from pipeline.positions import distance_maps
 
 
 class SPADEGenerator(nn.Module):
     """From a 16*ngf-channel grid of side resolution / 2**upsamplings, SPADE residual blocks
     upsample to the output while halving channels down to ngf. Without a VAE the grid is a
-    conv of the downsampled label map; with one it is a linear map of z."""
+    conv of the downsampled label map; with one it is a linear map of z.
+
+    `class_adaptive`: CLADE's generator (Tan et al. 2021), every SPADE norm a CLADE norm;
+    `positional` adds its intra-class positional encoding: the distance map of the label map
+    (pipeline.positions), computed here from `seg` so that every caller (training, synthesis, the
+    editor) gives it the map it encodes, and the discriminator never sees it."""
 
     def __init__(
         self,
@@ -29,9 +37,13 @@ class SPADEGenerator(nn.Module):
         vae: bool,
         z_dim: int,
         switch_stats: Sequence[str],
+        class_adaptive: bool = False,
+        positional: bool = False,
     ) -> None:
         super().__init__()
-        self.ngf, self.vae, self.z_dim = ngf, vae, z_dim
+        if positional and not class_adaptive:
+            raise ValueError("the positional encoding is CLADE's: it needs class_adaptive")
+        self.label_nc, self.ngf, self.vae, self.z_dim, self.positional = label_nc, ngf, vae, z_dim, positional
         self.more = num_upsampling_layers in ("more", "most")
         self.most = num_upsampling_layers == "most"
         self.grid = resolution // 2 ** SPADE_UPSAMPLINGS[num_upsampling_layers]
@@ -40,8 +52,13 @@ class SPADEGenerator(nn.Module):
         else:
             self.fc = nn.Conv2d(label_nc, 16 * ngf, 3, padding=1)
 
+        def modulated_norm(channels: int) -> nn.Module:
+            if class_adaptive:
+                return CLADE(norm, channels, label_nc, switch_stats, positional)
+            return SPADE(norm, channels, label_nc, switch_stats)
+
         def block(fin: int, fout: int) -> SPADEResBlock:
-            return SPADEResBlock(fin, fout, label_nc, norm, switch_stats)
+            return SPADEResBlock(fin, fout, modulated_norm)
 
         self.head_0 = block(16 * ngf, 16 * ngf)
         self.G_middle_0 = block(16 * ngf, 16 * ngf)
@@ -56,14 +73,23 @@ class SPADEGenerator(nn.Module):
             final = ngf // 2
         self.conv_img = nn.Conv2d(final, 3, 3, padding=1)
 
-    def forward(self, seg: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        """seg: N x label_nc x H x W one-hot label map -> N x 3 x H x W image in [-1, 1]."""
+    def forward(
+        self, seg: torch.Tensor, z: torch.Tensor | None = None, dist: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """seg: N x label_nc x H x W one-hot label map -> N x 3 x H x W image in [-1, 1]. `dist`:
+        with the positional encoding, a distance map to use instead of seg's own (N x 2 x H x W)."""
+        if self.positional:
+            # On the CPU (connected components); it then travels with seg, after its classes.
+            dist = distance_maps(seg.argmax(1)) if dist is None else dist
+            seg = torch.cat([seg, dist.to(seg)], 1)
+        elif dist is not None:
+            raise ValueError("a distance map for a generator without the positional encoding")
         if self.vae:
             if z is None:
                 z = torch.randn(seg.shape[0], self.z_dim, device=seg.device)
             x = self.fc(z).view(-1, 16 * self.ngf, self.grid, self.grid)
         else:
-            x = self.fc(F.interpolate(seg, size=(self.grid, self.grid), mode="nearest"))
+            x = self.fc(F.interpolate(seg[:, : self.label_nc], size=(self.grid, self.grid), mode="nearest"))
         x = self.head_0(x, seg)
         x = self.G_middle_0(_up(x), seg)
         if self.more:

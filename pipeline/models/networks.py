@@ -24,7 +24,7 @@ class Networks:
 
 
 def build_generator(model: ModelConfig, label_nc: int = NUM_CLASSES) -> nn.Module:
-    if model.generator == "spade":
+    if model.generator in ("spade", "clade"):
         return SPADEGenerator(
             label_nc,
             model.training.resolution,
@@ -34,6 +34,8 @@ def build_generator(model: ModelConfig, label_nc: int = NUM_CLASSES) -> nn.Modul
             model.vae,
             model.z_dim,
             model.switch_stats,
+            class_adaptive=model.generator == "clade",
+            positional=model.positional_encoding,
         )
     if model.generator == "spade_unpool":
         return SPADEUnpoolGenerator(label_nc, model.training.resolution, model.ngf, model.norm, model.switch_stats)

@@ -1,8 +1,12 @@
-"""Normalisation layers: the parameter-free norms SPADE modulates, and SPADE itself.
+"""Normalisation layers: the parameter-free norms SPADE modulates, SPADE itself, and CLADE.
 
 SPADE (Park et al. 2019): normalise activations without learned affine parameters, then scale
 and shift them per pixel with gamma and beta predicted from the label map, so the layout is
 re-injected at every resolution instead of being washed out by normalisation.
+
+CLADE (Tan et al. 2021): the same, with gamma and beta learned per class and looked up by each
+pixel's class instead of predicted by convolutions over the label map: SPADE's quality for a
+small part of its compute.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pipeline.distributed import World
 from pipeline.models.architecture import SWITCH_STATS
 
 SPADE_HIDDEN = 128  # width of SPADE's shared conv; fixed in the reference implementation
+POSITION_CHANNELS = 2  # CLADE's distance map: row and column offsets within a class's region
 PARAM_FREE_NORMS = ("batch", "instance", "switch")
 
 
@@ -177,3 +182,48 @@ class SPADE(nn.Module):
         seg = F.interpolate(seg, size=x.shape[2:], mode="nearest")
         hidden = self.mlp_shared(seg)
         return normalized * (1 + self.mlp_gamma(hidden)) + self.mlp_beta(hidden)
+
+
+class ClassAffine(nn.Module):
+    """CLADE's class-adaptive scale and shift: x * gamma[c] + beta[c] for a pixel of class c (gamma
+    starts uniform in [0, 1], beta at 0; not 1 + gamma as in SPADE). With its intra-class
+    positional encoding, both are modulated per pixel by a 1x1 conv of the 2-channel distance
+    map (pipeline.positions): gamma * (1 + conv_w(dist)), beta * (1 + conv_b(dist))."""
+
+    def __init__(self, channels: int, label_nc: int, positional: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(label_nc, channels).uniform_(0, 1))
+        self.bias = nn.Parameter(torch.zeros(label_nc, channels))
+        self.positional = positional
+        if positional:
+            self.dist_conv_w = nn.Conv2d(POSITION_CHANNELS, 1, 1)
+            self.dist_conv_b = nn.Conv2d(POSITION_CHANNELS, 1, 1)
+
+    def forward(self, x: torch.Tensor, classes: torch.Tensor, dist: torch.Tensor | None) -> torch.Tensor:
+        gamma = F.embedding(classes, self.weight).permute(0, 3, 1, 2)
+        beta = F.embedding(classes, self.bias).permute(0, 3, 1, 2)
+        if self.positional:
+            gamma = gamma * (1 + self.dist_conv_w(dist))
+            beta = beta * (1 + self.dist_conv_b(dist))
+        return x * gamma + beta
+
+
+class CLADE(nn.Module):
+    """norm(x) * gamma[class] + beta[class], SPADE's interface: `seg` is the one-hot label map,
+    followed by the 2 distance channels when `positional`; both are resized to x by nearest
+    neighbour, as in SPADE."""
+
+    def __init__(
+        self, norm: str, channels: int, label_nc: int, switch_stats: Sequence[str], positional: bool
+    ) -> None:
+        super().__init__()
+        self.label_nc = label_nc
+        self.param_free_norm = param_free_norm(norm, channels, switch_stats)
+        self.class_affine = ClassAffine(channels, label_nc, positional)
+
+    def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        normalized = self.param_free_norm(x)
+        seg = F.interpolate(seg, size=x.shape[2:], mode="nearest")
+        classes = seg[:, : self.label_nc].argmax(1)
+        dist = seg[:, self.label_nc :] if self.class_affine.positional else None
+        return self.class_affine(normalized, classes, dist)
