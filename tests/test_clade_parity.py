@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from support import shared_root
-from test_reference_parity import LOSS_NAMES, TOLERANCE, assert_weights_after_step, ours
+from test_reference_parity import LOSS_NAMES, TOLERANCE, assert_weights_after_step, ours, reference_after_step
 
 from pipeline.config import ModelConfig, resolve
 from pipeline.data.procedural import procedural_face
@@ -111,15 +109,8 @@ def test_clade_discriminator_features(fixture):
 
 @pytest.fixture(scope="module")
 def clade_after_step(tmp_path_factory) -> dict:
-    """Every tensor of CLADE's G and D after its own trainer's iteration, run here
-    (tests/nvlabs_step.py, CLADE's trainer being NVlabs'), by case."""
-    out = tmp_path_factory.mktemp("clade") / "after_step.pt"
-    script = Path(__file__).with_name("nvlabs_step.py")
-    command = [sys.executable, str(script), str(REFERENCE / "clade"), str(FIXTURE), str(out),
-               str(torch.get_num_threads())]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return torch.load(out, weights_only=True)
+    """CLADE's G and D after its own trainer's iteration (CLADE's trainer being NVlabs')."""
+    return reference_after_step(REFERENCE / "clade", FIXTURE, tmp_path_factory.mktemp("clade") / "after_step.pt")
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -171,18 +171,21 @@ def test_nvlabs_encoder_mu_and_logvar(fixture):
     torch.testing.assert_close(logvar, record["encoder"]["logvar"], **TOLERANCE)
 
 
-@pytest.fixture(scope="module")
-def nvlabs_after_step(tmp_path_factory) -> dict:
-    """Every tensor of NVlabs' G, D and E after its own trainer's iteration, run here
-    (tests/nvlabs_step.py), by case."""
-    out = tmp_path_factory.mktemp("nvlabs") / "after_step.pt"
+def reference_after_step(code: Path, fixture: Path, out: Path) -> dict:
+    """Every tensor of the reference's G, D and E after its own trainer's iteration on each case
+    of `fixture`, run here by tests/nvlabs_step.py from the reference's `code`, by case."""
     script = Path(__file__).with_name("nvlabs_step.py")
     # With this process's threads: other threads sum the convolutions' gradients in another order.
-    command = [sys.executable, str(script), str(REFERENCE / "nvlabs-spade"), str(FIXTURE), str(out),
-               str(torch.get_num_threads())]  # fmt: skip
+    command = [sys.executable, str(script), str(code), str(fixture), str(out), str(torch.get_num_threads())]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return torch.load(out, weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def nvlabs_after_step(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("nvlabs") / "after_step.pt"
+    return reference_after_step(REFERENCE / "nvlabs-spade", FIXTURE, out)
 
 
 @pytest.mark.parametrize("name", CASES)
