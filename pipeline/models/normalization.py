@@ -199,7 +199,8 @@ class ClassAffine(nn.Module):
             self.dist_conv_w = nn.Conv2d(POSITION_CHANNELS, 1, 1)
             self.dist_conv_b = nn.Conv2d(POSITION_CHANNELS, 1, 1)
 
-    def forward(self, x: torch.Tensor, classes: torch.Tensor, dist: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, classes: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+        """`dist`: N x 2 x H x W, read only with the positional encoding."""
         gamma = F.embedding(classes, self.weight).permute(0, 3, 1, 2)
         beta = F.embedding(classes, self.bias).permute(0, 3, 1, 2)
         if self.positional:
@@ -224,6 +225,4 @@ class CLADE(nn.Module):
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         normalized = self.param_free_norm(x)
         seg = F.interpolate(seg, size=x.shape[2:], mode="nearest")
-        classes = seg[:, : self.label_nc].argmax(1)
-        dist = seg[:, self.label_nc :] if self.class_affine.positional else None
-        return self.class_affine(normalized, classes, dist)
+        return self.class_affine(normalized, seg[:, : self.label_nc].argmax(1), seg[:, self.label_nc :])
