@@ -437,7 +437,7 @@ def _without_replicates(training: dict) -> dict:
 
 # The metrics keys that Inception statistics are computed with: the real test images' are
 # computed once per resolution, and the other metrics keys must not make them rerun.
-INCEPTION_KEYS = ("inception_weights", "batch_size", "device")
+INCEPTION_KEYS = ("inception_weights", "batch_size", "fid_dims", "device")
 
 
 def section_json(config: dict, name: str, keys: tuple[str, ...] | None = None) -> str:

@@ -68,9 +68,11 @@ def write_real(manifests: list[Path], resolution: int, out_dir: Path) -> None:
         save_png(working_image(row["path"], resolution), out_dir / "train" / f"{row['image_id']}.png")
 
 
-def inception_statistics(folder: Path, weights: str | None, device: torch.device, batch_size: int) -> Statistics:
-    files = image_files(folder)
-    return Statistics.of(features(files, inception(weights, device), device, batch_size))
+def inception_statistics(folder: Path, metrics_cfg: dict, device: torch.device) -> Statistics:
+    """The Inception statistics of a folder's images, with the `metrics` section's weights,
+    features (fid_dims) and batch size."""
+    model = inception(metrics_cfg["inception_weights"], device, metrics_cfg["fid_dims"])
+    return Statistics.of(features(image_files(folder), model, device, metrics_cfg["batch_size"]))
 
 
 def label_files(folders: list[Path]) -> dict[str, Path]:
@@ -147,18 +149,18 @@ def evaluate_row(
         confusions["confusions_parse"] = parse_scores.pop("confusions")
         against_parse = {name_: parse_scores[key] for key, name_ in PARSE_SCORES.items()}
 
-    images = image_files(images_dir)
-    feats = features(images, inception(metrics_cfg["inception_weights"], device), device, metrics_cfg["batch_size"])
+    own = inception_statistics(images_dir, metrics_cfg, device)
     kid, kid_std = kernel_inception_distance(
-        feats, real_stats.features, metrics_cfg["kid_subsets"], metrics_cfg["kid_subset_size"]
+        own.features, real_stats.features, metrics_cfg["kid_subsets"], metrics_cfg["kid_subset_size"]
     )
     ious = per_class_iou(confusions["confusions"].sum(axis=0))
     return {
         "model": name,
         **scores,
         **against_parse,
-        "FID": frechet_distance(Statistics.of(feats), real_stats),
-        "FID_unstable": warn_if_unstable(name, min(len(images), len(real_stats.features))),
+        "FID": frechet_distance(own, real_stats),
+        "FID_unstable": warn_if_unstable(name, min(len(own.features), len(real_stats.features)), own.dims),
+        "fid_dims": own.dims,
         "KID": kid,
         "KID_std": kid_std,
         "n_test": len(truths),
@@ -240,18 +242,19 @@ def main() -> None:
     metrics_cfg = json.loads(args.metrics_json)
     device = resolve_device(metrics_cfg["device"], "config key metrics.device")
     if args.command == "stats":
-        inception_statistics(args.images, metrics_cfg["inception_weights"], device, metrics_cfg["batch_size"]).save(
-            args.out
-        )
+        inception_statistics(args.images, metrics_cfg, device).save(args.out)
         return
     write_row(args, metrics_cfg, device)
 
 
 def write_row(args: argparse.Namespace, metrics_cfg: dict, device: torch.device) -> None:
     """`evaluate row`: the row's metrics (--out) and per-image confusion matrices (--confusions)."""
+    real_stats = Statistics.load(args.real_stats)
+    if real_stats.dims != metrics_cfg["fid_dims"]:
+        raise PipelineError(f"{args.real_stats}: {real_stats.dims} Inception features, metrics.fid_dims is "
+                            f"{metrics_cfg['fid_dims']}: delete it to compute it again")
     result, confusions = evaluate_row(
-        args.name, args.truth, args.predictions, args.images, Statistics.load(args.real_stats), metrics_cfg, device,
-        args.parse_truth,
+        args.name, args.truth, args.predictions, args.images, real_stats, metrics_cfg, device, args.parse_truth
     )
     if args.weights:
         result.update(training_summary(args.weights, args.train_log, metrics_cfg["vae_z"]))

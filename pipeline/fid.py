@@ -1,7 +1,8 @@
 """`python -m pipeline.fid DIR_A DIR_B`: FID (and KID) with pytorch-fid's InceptionV3 (pool3, 2048-d).
 
 FID is pytorch-fid's own computation (its image loading, Inception and Fréchet distance), so it
-agrees with `python -m pytorch_fid DIR_A DIR_B`. KID, the unbiased polynomial-kernel MMD of
+agrees with `python -m pytorch_fid DIR_A DIR_B` (and with `--dims` as pytorch-fid's: the 64, 192
+or 768 features of an earlier block, cheaper and not comparable with published FID). KID, the unbiased polynomial-kernel MMD of
 Bińkowski et al. (2018), comes from the same features: unlike FID it is unbiased for the few
 thousand images of a test set.
 """
@@ -26,9 +27,10 @@ from pipeline.errors import PipelineError
 
 log = logging.getLogger("pipeline.fid")
 
+# pool3, the features every published FID uses. Fewer come from earlier blocks: their Inception
+# stops sooner and their covariance is small (scipy's sqrtm of a 2048 x 2048 takes 20 s on 2
+# CPU cores), but FID then measures other features.
 DIMS = 2048
-# Below this many images the 2048 x 2048 covariance is singular and FID is unreliable.
-STABLE_COUNT = DIMS
 
 
 class InceptionWeightsError(PipelineError):
@@ -65,8 +67,8 @@ def _hub_dir_holding(weights: Path) -> Iterator[None]:
             torch.hub.set_dir(previous)
 
 
-def inception(weights: str | os.PathLike | None, device: torch.device) -> torch.nn.Module:
-    """pytorch-fid's FID InceptionV3 returning pool3 features.
+def inception(weights: str | os.PathLike | None, device: torch.device, dims: int = DIMS) -> torch.nn.Module:
+    """pytorch-fid's FID InceptionV3 returning its `dims` features (pool3 for 2048).
 
     weights None: pytorch-fid's own loading from the torch hub cache; a missing file is
     downloaded by torch (checked against the hash prefix in its name). A path: that file,
@@ -74,7 +76,9 @@ def inception(weights: str | os.PathLike | None, device: torch.device) -> torch.
     """
     from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
 
-    block = InceptionV3.BLOCK_INDEX_BY_DIM[DIMS]
+    if dims not in InceptionV3.BLOCK_INDEX_BY_DIM:
+        raise PipelineError(f"metrics.fid_dims {dims}: pytorch-fid has {sorted(InceptionV3.BLOCK_INDEX_BY_DIM)}")
+    block = InceptionV3.BLOCK_INDEX_BY_DIM[dims]
     if weights is None:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_URL.rsplit("/", 1)[-1]
         if not cached.exists():
@@ -103,10 +107,13 @@ def inception(weights: str | os.PathLike | None, device: torch.device) -> torch.
 def features(
     files: Sequence[os.PathLike], model: torch.nn.Module, device: torch.device, batch_size: int = 50, workers: int = 0
 ) -> np.ndarray:
-    """N x 2048 pool3 features, computed by pytorch-fid (its image loading and batching)."""
+    """N x d features of `model` (pool3: d = 2048), computed by pytorch-fid (its image loading and
+    batching)."""
     from pytorch_fid.fid_score import get_activations
+    from pytorch_fid.inception import InceptionV3
 
-    return get_activations(list(files), model, min(batch_size, len(files)), DIMS, device, workers)
+    dims = {block: dims for dims, block in InceptionV3.BLOCK_INDEX_BY_DIM.items()}[model.output_blocks[-1]]
+    return get_activations(list(files), model, min(batch_size, len(files)), dims, device, workers)
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,10 @@ class Statistics:
     mu: np.ndarray
     sigma: np.ndarray
     features: np.ndarray
+
+    @property
+    def dims(self) -> int:
+        return self.features.shape[1]
 
     @classmethod
     def of(cls, feats: np.ndarray) -> "Statistics":
@@ -169,15 +180,16 @@ def _unbiased_mmd2(x: np.ndarray, y: np.ndarray) -> float:
     return float(within - 2 * k_xy.mean())
 
 
-def warn_if_unstable(name: str, count: int) -> bool:
-    """True (and a warning) when `count` images are too few for a full-rank covariance."""
-    if count < STABLE_COUNT:
+def warn_if_unstable(name: str, count: int, dims: int = DIMS) -> bool:
+    """True (and a warning) when `count` images are too few for a full-rank covariance of `dims`
+    features."""
+    if count < dims:
         log.warning(
             "%s: %d images, fewer than %d: the covariance is singular and FID is unreliable "
             "(reported, marked unstable); KID is the better guide at this size",
             name,
             count,
-            STABLE_COUNT,
+            dims,
         )
         return True
     return False
@@ -192,13 +204,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--dims", type=int, default=DIMS, help="Inception features (pytorch-fid's --dims)")
     parser.add_argument("--json", action="store_true", help="print FID, KID and counts as JSON")
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     files = [image_files(folder) for folder in args.dirs]
-    model = inception(args.weights, device)
+    model = inception(args.weights, device, args.dims)
     stats = [Statistics.of(features(f, model, device, args.batch_size, args.workers)) for f in files]
-    unstable = any([warn_if_unstable(str(folder), len(f)) for folder, f in zip(args.dirs, files)])
+    unstable = any([warn_if_unstable(str(folder), len(f), args.dims) for folder, f in zip(args.dirs, files)])
     fid = frechet_distance(*stats)
     if args.json:
         kid, kid_std = kernel_inception_distance(stats[0].features, stats[1].features)

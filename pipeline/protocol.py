@@ -1,10 +1,11 @@
 """The protocol a table was measured under, and which published figures share it.
 
 A figure is comparable with a row only under the same protocol, judged per metric: FID and KID
-when dataset, split, FID reference set, working resolution and image count match; accuracy and
-mIoU only when the segmenter matches too (another segmenter scores the same faces differently).
-A published entry (config models.*.published) states its protocol in the same fields; a field it
-leaves out is "not stated" and never matches.
+when dataset, split, FID reference set, Inception features, working resolution and image count
+match; accuracy and mIoU only when the segmenter matches too (another segmenter scores the same
+faces differently). A published entry (config models.*.published) states its protocol in the same
+fields; a field it leaves out is "not stated" and never matches, except the Inception features:
+a published FID is pool3's (2048) unless its paper says otherwise.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ from pathlib import Path
 from pipeline.config import DataConfig
 from pipeline.data.celebamask_hq import FIRST_TEST_ID
 from pipeline.data.split import read_split
+from pipeline.fid import DIMS
 from pipeline.files import file_digest
 from pipeline.parse.weights import BISENET_SHA256
 
 # The protocol fields each metric's comparability depends on.
-FID_FIELDS = ("dataset", "split", "reference", "resolution", "images")
+FID_FIELDS = ("dataset", "split", "reference", "fid_dims", "resolution", "images")
 SEGMENTATION_FIELDS = (*FID_FIELDS, "segmenter")
 METRIC_FIELDS = {"FID": FID_FIELDS, "KID": FID_FIELDS, "pixel_accuracy": SEGMENTATION_FIELDS,
                  "mIoU": SEGMENTATION_FIELDS}  # fmt: skip
 FACEXLIB_BISENET = "facexlib BiSeNet"
+# What a published entry means where it leaves a field out by convention.
+CONVENTIONS = {"fid_dims": DIMS}
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Protocol:
     segmenter_sha256: str
     parsing_size: int
     reference: str  # FID/KID reference set: test | train (real images)
+    fid_dims: int  # Inception features FID/KID compare: 2048 (pool3), or an earlier block's
 
     def row(self, resolution: int, images: int) -> dict:
         """The protocol fields of one table row (rows may differ in resolution and image count)."""
@@ -62,7 +67,9 @@ def segmenter_name(sha256: str) -> str:
     return FACEXLIB_BISENET if sha256 == BISENET_SHA256 else f"BiSeNet sha256:{sha256[:16]}"
 
 
-def measured(data: DataConfig, split_csv: Path, parser_weights: Path, parsing_size: int, reference: str) -> Protocol:
+def measured(
+    data: DataConfig, split_csv: Path, parser_weights: Path, parsing_size: int, reference: str, fid_dims: int
+) -> Protocol:
     """The protocol of this run, from its data settings, its split and the parser's weights."""
     counts = Counter(row.split for row in read_split(split_csv))
     sha256 = file_digest(Path(parser_weights), "sha256")
@@ -76,6 +83,7 @@ def measured(data: DataConfig, split_csv: Path, parser_weights: Path, parsing_si
         segmenter_sha256=sha256,
         parsing_size=parsing_size,
         reference=reference,
+        fid_dims=fid_dims,
     )
 
 
@@ -87,7 +95,7 @@ def differences(entry: dict, ours: dict, metric: str) -> list[str]:
         return [f"dataset {entry['dataset']} (here {ours['dataset']})"]
     found = []
     for key in METRIC_FIELDS[metric]:
-        theirs = entry.get(key)
+        theirs = entry.get(key, CONVENTIONS.get(key))
         if theirs is None:
             found.append(f"{key} not stated")
         elif str(theirs) != str(ours[key]):
@@ -121,6 +129,10 @@ def describe(protocol: Protocol, resolution: int, images: int) -> list[str]:
         "by nearest neighbour.",
         f"- FID/KID reference: {reference} at the working resolution; each model's {images:,} syntheses (one "
         f"per test label map) against them, and for the `real` row {real_row}.",
+        "- FID/KID features: pytorch-fid's Inception pool3 (2048-d), as papers report."
+        if protocol.fid_dims == DIMS
+        else f"- FID/KID features: pytorch-fid's Inception, {protocol.fid_dims}-d features of an earlier block "
+        "(metrics.fid_dims): not comparable with published FID, which uses pool3 (2048-d).",
         "- Training runs: each model's (`runs`) are independent, seeded from training.seed and the run's "
         "number, and each is scored at its final step: no checkpoint or run is chosen on the test set.",
     ]
@@ -131,5 +143,7 @@ def summary(protocol: Protocol, resolution: int, images: int) -> str:
     return (
         f"{protocol.dataset}; split {protocol.split} ({protocol.train_images} train/{protocol.test_images} test); "
         f"labels {protocol.label_source}; segmenter {protocol.segmenter}; "
-        f"{resolution}px; FID reference {protocol.reference}; {images} images"
+        f"{resolution}px; FID reference {protocol.reference}"
+        + ("" if protocol.fid_dims == DIMS else f", {protocol.fid_dims}-d features")
+        + f"; {images} images"
     )

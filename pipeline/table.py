@@ -169,8 +169,8 @@ def _notes(rows: list[dict], against_parse: bool) -> list[str]:
         )
     if any(row["FID_unstable"] for row in rows):
         lines.append(
-            "*: fewer images than Inception features (2048): the covariance is singular and FID is "
-            "unreliable; prefer KID."
+            "*: fewer images than Inception features (the protocol above says how many): the covariance is "
+            "singular and FID is unreliable; prefer KID."
         )
     return lines
 
@@ -373,6 +373,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--parser-weights", type=Path, required=True, help="the segmenter's weights")
     parser.add_argument("--parsing-size", type=int, required=True, help="parsing.size")
     parser.add_argument("--fid-reference", choices=("test", "train"), required=True, help="metrics.fid_reference")
+    parser.add_argument("--fid-dims", type=int, required=True, help="metrics.fid_dims")
     parser.add_argument("--bootstrap", type=int, required=True, help="metrics.bootstrap: resamples per interval")
     args = parser.parse_args()
     if len(args.metrics) != len(args.confusions):
@@ -383,7 +384,7 @@ def arguments() -> argparse.Namespace:
 def main() -> None:
     args = arguments()
     run = protocol.measured(DataConfig.from_dict(json.loads(args.data_json)), args.split, args.parser_weights,
-                            args.parsing_size, args.fid_reference)
+                            args.parsing_size, args.fid_reference, args.fid_dims)
     runs = [json.loads(path.read_text()) for path in args.metrics]
     for row in runs:
         row["protocol"] = protocol.summary(run, row["resolution"], row["n_test"])

@@ -62,6 +62,13 @@ def test_kid_has_no_spread_when_every_subset_would_be_the_whole_set():
     assert kernel_inception_distance(a, rng.normal(size=(60, 8)), subsets=20, subset_size=50)[1] > 0
 
 
+def test_features_pytorch_fid_does_not_have_are_a_config_error():
+    from pipeline.fid import inception
+
+    with pytest.raises(PipelineError, match=r"metrics.fid_dims 100: pytorch-fid has \[64, 192, 768, 2048\]"):
+        inception(None, "cpu", 100)
+
+
 def test_empty_or_missing_folders_are_errors(tmp_path):
     with pytest.raises(PipelineError, match="no images"):
         image_files(tmp_path)
@@ -124,13 +131,15 @@ def two_face_folders(tmp_path, count: int) -> tuple[str, str]:
 
 
 @pytest.mark.skipif(not SHARED_WEIGHTS.exists(), reason=NO_WEIGHTS)
-def test_pipeline_fid_equals_the_pytorch_fid_cli_on_real_faces(tmp_path):
+@pytest.mark.parametrize("dims", [2048, 64])
+def test_pipeline_fid_equals_the_pytorch_fid_cli_on_real_faces(tmp_path, dims):
+    """pool3's features, and (metrics.fid_dims) the first block's, as pytorch-fid's --dims."""
     a, b = two_face_folders(tmp_path, 12)
     hub = tmp_path / "torch" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     (hub / SHARED_WEIGHTS.name).symlink_to(SHARED_WEIGHTS)
     reference = subprocess.run(
-        [sys.executable, "-m", "pytorch_fid", a, b, "--device", "cpu"],
+        [sys.executable, "-m", "pytorch_fid", a, b, "--device", "cpu", "--dims", str(dims)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -138,11 +147,11 @@ def test_pipeline_fid_equals_the_pytorch_fid_cli_on_real_faces(tmp_path):
     )
     assert reference.returncode == 0, reference.stderr
     expected = float(reference.stdout.split("FID:")[1])
-    ours = run_fid(a, b, "--weights", str(SHARED_WEIGHTS), "--device", "cpu", "--json")
+    ours = run_fid(a, b, "--weights", str(SHARED_WEIGHTS), "--device", "cpu", "--dims", str(dims), "--json")
     assert ours.returncode == 0, ours.stderr
     result = json.loads(ours.stdout)
     assert abs(result["FID"] - expected) / expected < 1e-3
-    assert result["FID_unstable"] is True and "fewer than 2048" in ours.stderr
+    assert result["FID_unstable"] is True and f"fewer than {dims}" in ours.stderr
     assert result["n"] == [12, 12]
 
 

@@ -4,6 +4,7 @@ the `real` row."""
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -225,8 +226,8 @@ def test_a_row_flags_a_run_that_ended_with_signs_of_failure():
 
 
 # Our rows' protocol fields in the published-figure tests.
-OURS = {"dataset": "CelebAMask-HQ", "split": "index", "reference": "test", "resolution": 256, "images": 2000,
-        "segmenter": "facexlib BiSeNet"}
+OURS = {"dataset": "CelebAMask-HQ", "split": "index", "reference": "test", "fid_dims": 2048, "resolution": 256,
+        "images": 2000, "segmenter": "facexlib BiSeNet"}
 
 
 def run_protocol(**fields):
@@ -235,14 +236,14 @@ def run_protocol(**fields):
 
     base = {"dataset": OURS["dataset"], "split": OURS["split"], "train_images": 28000, "test_images": 2000,
             "label_source": "masks", "segmenter": OURS["segmenter"], "segmenter_sha256": "0" * 64,
-            "parsing_size": 512, "reference": OURS["reference"]}
+            "parsing_size": 512, "reference": OURS["reference"], "fid_dims": OURS["fid_dims"]}
     return Protocol(**{**base, **fields})
 
 
-def published_lines(published: dict, models=("spade",)) -> list[str]:
+def published_lines(published: dict, models=("spade",), protocol=None) -> list[str]:
     from pipeline.table import published_section
 
-    return published_section(published, [row(model) for model in models], run_protocol()).splitlines()
+    return published_section(published, [row(model) for model in models], protocol or run_protocol()).splitlines()
 
 
 def test_config_yamls_published_figures_stand_apart_from_an_ffhq_row():
@@ -264,12 +265,12 @@ def test_config_yamls_published_figures_stand_apart_from_an_ffhq_row():
     assert published_section({"spade": []}, [row("spade")], run_protocol()) == ""  # nothing published
 
 
-@pytest.mark.parametrize("field", ["dataset", "split", "reference", "resolution", "images", "segmenter"])
+@pytest.mark.parametrize("field", ["dataset", "split", "reference", "fid_dims", "resolution", "images", "segmenter"])
 def test_a_published_figure_stands_beside_a_row_only_under_its_metrics_protocol(field):
     """Each protocol field changed in turn: FID and KID need all but the segmenter to match,
     accuracy and mIoU all of them; a figure that does not match is listed apart, naming why."""
     figures = {"pixel_accuracy": 0.95, "mIoU": 0.75, "FID": 40.0, "KID": 0.02}
-    other = {"resolution": 512, "images": 500}.get(field, "something else")
+    other = {"fid_dims": 64, "resolution": 512, "images": 500}.get(field, "something else")
     lines = published_lines({"spade": [{"paper": "P", **OURS, field: other, **figures}]})
     text = "\n".join(lines)
     beside = text.partition("under another protocol")[0]
@@ -292,6 +293,12 @@ def test_a_published_figure_under_this_protocol_stands_beside_ours_and_a_missing
     lines = published_lines({"spade": [{"paper": "R", **unstated, "FID": 40.0}]})
     assert not any(line.startswith("| spade | R | FID") for line in lines)
     assert any("images not stated" in line for line in lines)
+    # A published FID is pool3's unless its entry says otherwise.
+    pool3 = {key: value for key, value in OURS.items() if key != "fid_dims"}
+    assert "| spade | S | FID | 40 | 31.2 |" in published_lines({"spade": [{"paper": "S", **pool3, "FID": 40.0}]})
+    block0 = published_lines({"spade": [{"paper": "T", **OURS, "FID": 40.0}]}, protocol=run_protocol(fid_dims=64))
+    assert not any(line.startswith("| spade | T | FID") for line in block0)
+    assert any("fid_dims 2048 (here 64)" in line for line in block0)
 
 
 def test_the_table_has_every_column_a_reader_needs():
@@ -344,6 +351,23 @@ def test_an_evaluate_row_call_must_say_how_the_row_was_made(tmp_path, made):
                "--confusions", "o.npz"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and "give --weights and --train-log" in result.stderr.splitlines()[-1]
+
+
+def test_reference_statistics_of_other_features_are_one_line_naming_the_file(tmp_path):
+    """metrics.fid_dims changed by hand around Snakemake (which would recompute the statistics)."""
+    from pipeline.fid import Statistics
+
+    Statistics.of(np.random.default_rng(0).normal(size=(4, 2048))).save(tmp_path / "s.npz")
+    metrics = json.dumps({"fid_dims": 64, "device": "cpu"})
+    command = [sys.executable, "-m", "pipeline.evaluate", "row", "--name", "real", "--truth", "t", "--predictions",
+               "p", "--images", "i", "--real-stats", str(tmp_path / "s.npz"), "--resolution", "64",
+               "--metrics-json", metrics, "--out", "o.json", "--confusions", "o.npz"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].endswith(
+        f"{tmp_path / 's.npz'}: 2048 Inception features, metrics.fid_dims is 64: delete it to compute it again"
+    )
+    assert not (tmp_path / "o.json").exists()
 
 
 @pytest.mark.parametrize("reference, real_row_images", [("test", "train"), ("train", "test")])

@@ -181,6 +181,7 @@ rule table:
         data=section_json(config, "data"),
         parsing_size=PARSING["size"],
         fid_reference=METRICS["fid_reference"],
+        fid_dims=METRICS["fid_dims"],
         bootstrap=METRICS["bootstrap"],
     output:
         table=report(RESULTS.table, caption="../report/table.rst", category="Comparison"),
@@ -207,4 +208,4 @@ rule table:
         " --chart {output.chart} --samples {output.samples} --truth {input.truth} --real {input.real}"
         " --synth {input.synth} --published-json {params.published:q} --data-json {params.data:q}"
         " --split {input.split} --parser-weights {params.parser:q} --parsing-size {params.parsing_size}"
-        " --fid-reference {params.fid_reference} --bootstrap {params.bootstrap} > {log} 2>&1"
+        " --fid-reference {params.fid_reference} --fid-dims {params.fid_dims} --bootstrap {params.bootstrap} > {log} 2>&1"
