@@ -234,7 +234,8 @@ def test_the_workflow_runs_a_fake_tree_to_a_table_that_states_its_protocol(share
     from support import shared_inception, snakemake
 
     write_seeded_weights(tmp_path / "parser.pth")
-    protocol = {"dataset": "CelebAMask-HQ", "split": "index", "reference": "test", "resolution": 64, "images": 8}
+    protocol = {"dataset": "CelebAMask-HQ", "split": "index", "reference": "test", "fid_dims": 64, "resolution": 64,
+                "images": 8}
     run = {
         "data": {"source": "celebamask_hq", "folder": str(tree), "subsample": None},
         "parsing": {"weights": str(tmp_path / "parser.pth"), "size": 64, "device": "cpu", "workers": 0,
@@ -246,7 +247,7 @@ def test_the_workflow_runs_a_fake_tree_to_a_table_that_states_its_protocol(share
             {"paper": "Other split", **protocol, "split": "celeba", "FID": 30.0},
         ]}},
         "compare": ["spade"],
-        "metrics": {"inception_weights": str(shared_inception()), "device": "cpu", "bootstrap": 100,
+        "metrics": {"inception_weights": str(shared_inception()), "fid_dims": 64, "device": "cpu", "bootstrap": 100,
                     "kid_subsets": 5, "kid_subset_size": 8},
     }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(run))
@@ -270,6 +271,7 @@ def test_the_workflow_runs_a_fake_tree_to_a_table_that_states_its_protocol(share
     assert "- Data: CelebAMask-HQ, split `index` (ids 28,000-29,999 are test, the rest train): 12 train and 8 test" \
         in markdown
     assert "hand-drawn masks" in markdown and "BiSeNet sha256:" in markdown and "real test images" in markdown
+    assert "64-d features of an earlier block (metrics.fid_dims): not comparable with published FID" in markdown
     beside, _, apart = markdown.partition("under another protocol")
     # FID matches; mIoU does not (the seeded parser is not facexlib's); the other split matches nothing.
     assert re.search(r"\| spade \| Same protocol \| FID \| 40 \| \d+\.\d \|", beside) and "Same protocol | mIoU" not in beside
