@@ -7,6 +7,7 @@ max allocated on a GPU, else the process's max RSS. Like every stage's CLI, it f
 keep freed memory (pipeline.cli.keep_freed_memory; --keep-freed-memory off measures without).
 
     python benchmarks/train_throughput.py --resolution 64 --batch-size 4 --ngf 16 --steps 6
+    python benchmarks/train_throughput.py --models spade clade clade_icpe --amp off --channels-last off
     python benchmarks/train_throughput.py --resolution 256 --batch-size 16 --amp on --channels-last on
 """
 
@@ -31,6 +32,7 @@ from pipeline.config import ModelConfig, resolve
 from pipeline.labelmaps import write_label
 from pipeline.train import train
 
+MODELS = resolve()["models"]  # every model config.yaml defines
 VARIANTS = resolve()["compare"]  # the default comparison
 
 
@@ -82,7 +84,10 @@ def measure(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=VARIANTS, help="one variant in this process; default: each in its own")
+    parser.add_argument("--model", choices=MODELS, help="one model in this process")
+    parser.add_argument(
+        "--models", nargs="+", choices=MODELS, default=VARIANTS, help="each in its own process (default: `compare`)"
+    )
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--ngf", type=int, default=64, help="generator and discriminator width")
@@ -99,8 +104,9 @@ def main() -> None:
             cli.keep_freed_memory()
         print(json.dumps(measure(args)))
         return
-    for variant in VARIANTS:
-        command = [sys.executable, __file__, *sys.argv[1:], "--model", variant]
+    options = [f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items() if key not in ("model", "models")]
+    for variant in args.models:
+        command = [sys.executable, __file__, *options, "--model", variant]
         result = subprocess.run(command, capture_output=True, text=True)
         print(
             result.stdout.strip().splitlines()[-1] if result.returncode == 0 else f"{variant}: failed\n{result.stderr}"
