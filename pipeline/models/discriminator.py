@@ -1,5 +1,6 @@
-"""Multiscale PatchGAN discriminator: the same patch classifier on the image pair at full and
-at halved resolutions, each returning its intermediate features for feature matching."""
+"""Discriminators: SPADE's multiscale PatchGAN (the same patch classifier on the image pair at full
+and at halved resolutions, each returning its intermediate features for feature matching), and
+OASIS's U-Net segmenter of the image alone."""
 
 from __future__ import annotations
 
@@ -49,3 +50,73 @@ class MultiscaleDiscriminator(nn.Module):
             outputs.append(scale(x))
             x = F.avg_pool2d(x, kernel_size=3, stride=2, padding=1, count_include_pad=False)
         return outputs
+
+
+class UNetBlock(nn.Module):
+    """OASIS's discriminator block: two (leaky ReLU ->) 3x3 spectral-normed convs, the second's
+    output average-pooled when the block goes down, the input upsampled (nearest) before the first
+    when it goes up; plus a shortcut, through a 1x1 spectral-normed conv when the width changes.
+    The first block of the encoder has no activation before its first conv, and pools its shortcut
+    before the 1x1 conv instead of after it."""
+
+    def __init__(self, fin: int, fout: int, direction: str, first: bool = False) -> None:
+        super().__init__()
+        self.direction, self.first = direction, first
+        self.conv_0 = SpectralNormConv2d(fin, fout, 3, padding=1)
+        self.conv_1 = SpectralNormConv2d(fout, fout, 3, padding=1)
+        self.conv_s = SpectralNormConv2d(fin, fout, 1) if fin != fout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dx = x if self.first else F.leaky_relu(x, 0.2)
+        if self.direction == "up":
+            dx = F.interpolate(dx, scale_factor=2, mode="nearest")
+        dx = self.conv_1(F.leaky_relu(self.conv_0(dx), 0.2))
+        if self.direction == "down":
+            dx = F.avg_pool2d(dx, 2)
+        return self.shortcut(x) + dx
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.direction == "up":
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        if self.direction == "down" and self.first:
+            x = F.avg_pool2d(x, 2)
+        if self.conv_s is not None:
+            x = self.conv_s(x)
+        if self.direction == "down" and not self.first:
+            x = F.avg_pool2d(x, 2)
+        return x
+
+
+class UNetDiscriminator(nn.Module):
+    """OASIS's discriminator (Sushko et al. 2021), a semantic segmenter of the image alone: per
+    pixel, label_nc + 1 logits, "fake" at 0 and class c at c + 1. A U-Net: six encoder blocks of 2,
+    2, 4, 4, 8 and 8 x ndf channels each halve the image; six decoder blocks mirror them, each
+    after the first taking the matching encoder output beside its input, and double it back. The
+    last decoder block's width and the 1x1 conv to the logits are 64 channels whatever ndf is, as
+    in the authors' code."""
+
+    WIDTHS = (2, 2, 4, 4, 8, 8)
+    LAST = 64
+
+    def __init__(self, label_nc: int, ndf: int, image_nc: int = 3) -> None:
+        super().__init__()
+        widths = [image_nc] + [width * ndf for width in self.WIDTHS]
+        self.down = nn.ModuleList(
+            UNetBlock(fin, fout, "down", first=index == 0) for index, (fin, fout) in enumerate(zip(widths, widths[1:]))
+        )
+        ins = [widths[-1]] + [2 * width for width in widths[-2:0:-1]]
+        outs = widths[-2:0:-1] + [self.LAST]
+        self.up = nn.ModuleList(UNetBlock(fin, fout, "up") for fin, fout in zip(ins, outs))
+        self.logits = nn.Conv2d(self.LAST, label_nc + 1, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """N x 3 x H x W image -> N x (label_nc + 1) x H x W logits."""
+        skips = []
+        x = image
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        x = self.up[0](x)
+        for block, skip in zip(self.up[1:], reversed(skips[:-1])):
+            x = block(torch.cat([skip, x], 1))
+        return self.logits(x)

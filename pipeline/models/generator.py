@@ -1,7 +1,8 @@
 """Generators: SPADE's (the label map modulates every block), CLADE's (SPADE's with class-adaptive
-norms), Gorrepati & Lau's variant of SPADE's whose upsamplings are unpoolings guided by a
-max-pooling encoder of the label map, and pix2pixHD's global generator (the label map is only the
-input; the classic baseline of the SPADE paper)."""
+norms), OASIS's (SPADE's blocks, with noise beside the label map everywhere it enters), Gorrepati &
+Lau's variant of SPADE's whose upsamplings are unpoolings guided by a max-pooling encoder of the
+label map, and pix2pixHD's global generator (the label map is only the input; the classic baseline
+of the SPADE paper)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,42 @@ class SPADEGenerator(nn.Module):
             x = block(_up(x), seg)
         if self.most:
             x = self.up_4(_up(x), seg)
+        return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
+
+
+class OASISGenerator(nn.Module):
+    """OASIS's generator (Sushko et al. 2021): six SPADE residual blocks of 16, 16, 16, 8, 4, 2 and 1
+    x ngf channels from a grid of side resolution / 32, each but the last followed by a
+    nearest-neighbour upsampling; no encoder. Its 3D noise: a z_dim vector per image, copied over
+    every pixel and put before the label map's channels, so that the first conv (of the label map
+    resized to the grid) and every SPADE norm see both."""
+
+    WIDTHS = (16, 16, 16, 8, 4, 2, 1)
+
+    def __init__(
+        self, label_nc: int, resolution: int, ngf: int, norm: str, z_dim: int, switch_stats: Sequence[str]
+    ) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        self.grid = resolution // 2 ** (len(self.WIDTHS) - 2)
+        widths = [width * ngf for width in self.WIDTHS]
+        self.fc = nn.Conv2d(z_dim + label_nc, widths[0], 3, padding=1)
+
+        def modulated_norm(channels: int) -> nn.Module:
+            return SPADE(norm, channels, z_dim + label_nc, switch_stats)
+
+        self.body = nn.ModuleList(SPADEResBlock(fin, fout, modulated_norm) for fin, fout in zip(widths, widths[1:]))
+        self.conv_img = nn.Conv2d(widths[-1], 3, 3, padding=1)
+
+    def forward(self, seg: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """seg: N x label_nc x H x W one-hot label map, z: N x z_dim (drawn from N(0, I) when
+        None) -> N x 3 x H x W image in [-1, 1]."""
+        if z is None:
+            z = torch.randn(seg.shape[0], self.z_dim, device=seg.device)
+        seg = torch.cat([z.to(seg)[:, :, None, None].expand(-1, -1, *seg.shape[2:]), seg], 1)
+        x = self.fc(F.interpolate(seg, size=(self.grid, self.grid), mode="nearest"))
+        for index, block in enumerate(self.body):
+            x = block(x if index == 0 else _up(x), seg)
         return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
 
 

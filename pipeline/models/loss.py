@@ -1,5 +1,6 @@
-"""SPADE's training losses: hinge GAN loss over the discriminator's scales, feature matching,
-VGG19 perceptual loss and the VAE's KL divergence."""
+"""Training losses. SPADE's: hinge GAN loss over the discriminator's scales, feature matching,
+VGG19 perceptual loss and the VAE's KL divergence. OASIS's: the class-balanced cross-entropy of its
+segmenting discriminator's N + 1 logits, and LabelMix."""
 
 from __future__ import annotations
 
@@ -96,3 +97,46 @@ def imagenet_vgg19_features() -> nn.Sequential:
     model = vgg19()
     model.load_state_dict(state)
     return model.features
+
+
+# --- OASIS (Sushko et al. 2021): the discriminator segments, and its loss is a cross-entropy ---
+
+
+def class_balance(seg: torch.Tensor) -> torch.Tensor:
+    """OASIS's weight of each pixel in the real pixels' loss (N x H x W): the inverse of its class's
+    share of the batch's pixels, scaled so that a batch whose classes present cover equal areas
+    weighs every pixel 1. Rare classes (an ear, the eyes) then count as much as the skin."""
+    occurrence = seg.sum(dim=(0, 2, 3))
+    present = (occurrence > 0).sum()
+    coefficients = torch.reciprocal(occurrence) * seg.numel() / (present * seg.shape[1])
+    return coefficients[seg.argmax(1)]
+
+
+def n_plus_one_loss(logits: torch.Tensor, seg: torch.Tensor, real: bool) -> torch.Tensor:
+    """Cross-entropy of the discriminator's label_nc + 1 logits per pixel: for a real image (and
+    the generator's fakes in its own loss) each pixel's class, at logit class + 1, weighted by
+    class_balance; for a fake, "fake" at logit 0, unweighted. In fp32."""
+    logits = logits.float()
+    if not real:
+        return F.cross_entropy(logits, torch.zeros_like(seg[:, 0], dtype=torch.long))
+    return (F.cross_entropy(logits, seg.argmax(1) + 1, reduction="none") * class_balance(seg)).mean()
+
+
+def labelmix_mask(seg: torch.Tensor) -> torch.Tensor:
+    """LabelMix's mask (N x 1 x H x W, 0 or 1): one coin flip per class present in the batch, in
+    class order, from the global RNG; a pixel takes its class's."""
+    classes = seg.argmax(1, keepdim=True)
+    present = torch.unique(classes)
+    flips = torch.cat([torch.randint(0, 2, (1,), device=seg.device) for _ in present])
+    lookup = torch.zeros(seg.shape[1], dtype=flips.dtype, device=seg.device)
+    lookup[present] = flips
+    return lookup[classes].to(seg.dtype)
+
+
+def labelmix_loss(
+    mask: torch.Tensor, mixed_logits: torch.Tensor, fake_logits: torch.Tensor, real_logits: torch.Tensor
+) -> torch.Tensor:
+    """LabelMix's consistency term (the caller weighs it by lambda_labelmix): the discriminator's
+    logits of the mixed image against the same mix of its logits of the fake and the real image,
+    mean squared; gradients flow into all three, as in the authors' code."""
+    return F.mse_loss(mask * real_logits.float() + (1 - mask) * fake_logits.float(), mixed_logits.float())
