@@ -130,6 +130,13 @@ def _check_models(config: dict) -> None:
                 raise ConfigError(
                     f"config key {key}.num_upsampling_layers: the spade_unpool generator has one depth, normal"
                 )
+        if model.generator == "oasis":
+            if model.vae:
+                raise ConfigError(f"config key {key}.vae: OASIS has no encoder; its noise is drawn per image")
+            if model.num_upsampling_layers != "normal":
+                raise ConfigError(f"config key {key}.num_upsampling_layers: the oasis generator has one depth, normal")
+        elif model.training.ema_decay is not None:
+            raise ConfigError(f"config key {key}.training.ema_decay: OASIS's moving average; only for generator: oasis")
         if model.positional_encoding and model.generator != "clade":
             raise ConfigError(f"config key {key}.positional_encoding: CLADE's; only for generator: clade")
         if model.norm != "switch" and set(model.switch_stats) != set(SWITCH_STATS):
@@ -307,6 +314,8 @@ class TrainingConfig:
     # Which of the model's independent training runs this is (training.replicates of them); 0 is
     # the run every model had before replicates existed, which keeps its seed, files and jobs.
     replicate: int = setting(column=True, added_later=True, default=0)
+    lambda_labelmix: float = setting(added_later=True, default=10.0)
+    ema_decay: float | None = setting(added_later=True, default=None)
 
     @classmethod
     def defaults(cls) -> "TrainingConfig":
@@ -412,6 +421,11 @@ class ModelConfig:
                     if value != getattr(base, item.name):
                         changed[item.name] = value
         return changed
+
+    @property
+    def draws_noise(self) -> bool:
+        """Whether the generator takes z_dim noise per image: VAE models' prior, OASIS's 3D noise."""
+        return self.vae or self.generator == "oasis"
 
     @property
     def stride(self) -> int:

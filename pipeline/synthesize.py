@@ -1,8 +1,8 @@
 """`python -m pipeline.synthesize`: faces from label maps with a trained generator.
 
 Each image is seeded by (seed, image id), so the same label map always gives the same face,
-whatever the batch. VAE models draw z from the prior; or, with --style IMAGE, from the
-encoder's posterior for that image (style-guided synthesis, as in the SPADE paper); or, with
+whatever the batch. VAE models draw z from the prior (and OASIS its noise); or, with --style
+IMAGE, from the encoder's posterior for that image (style-guided synthesis, as in the SPADE paper); or, with
 --vae-z encode and --manifests, from the posterior of each test image's own real photo (the
 test protocol of NVlabs' test.py).
 
@@ -58,11 +58,10 @@ def generate_faces(
     photos: np.ndarray | None = None,
 ) -> np.ndarray:
     """N x R x R uint8 class indices at the model's working resolution -> N x R x R x 3 uint8
-    faces. VAE models take z = `noise` (N x z_dim, from the prior) or, given `photos` (N x R x R
-    x 3 uint8), a sample of the encoder's posterior for each photo, drawn with that noise."""
-    z = None
+    faces. Models that draw noise take z = `noise` (N x z_dim); VAE models, given `photos` (N x R
+    x R x 3 uint8), a sample of the encoder's posterior for each photo, drawn with that noise."""
+    z = noise
     if networks.encoder is not None:
-        z = noise
         if photos is not None:
             photos = torch.from_numpy(photos).permute(0, 3, 1, 2).to(device)
             mu, logvar = networks.encoder(photos.float().div(127.5).sub(1))
@@ -89,7 +88,7 @@ def synthesize(
         outs = out_paths[start : start + batch_size]
         labels = torch.stack([torch.from_numpy(working_labels(path, resolution)) for path in labels_chunk])
         noise = photos = None
-        if networks.encoder is not None:
+        if model.draws_noise:
             noise = seeded_noise(model.z_dim, model.training.run_seed, [Path(out).stem for out in outs], device)
         if styles is not None:
             photos = np.stack([working_image(path, resolution) for path in styles[start : start + batch_size]])

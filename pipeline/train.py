@@ -35,10 +35,11 @@ from pipeline.health import output_spread
 from pipeline.images import save_png
 from pipeline.labelmaps import colorize
 from pipeline.layout import ModelFiles, RunFiles
+from pipeline.models.average import STATISTICS_BATCHES
 from pipeline.models.networks import Networks, build
 from pipeline.models.objective import Objective, build_objective
 from pipeline.models.trained import save_trained
-from pipeline.pairs import PairedFaces, load_pairs, to_model_inputs, to_uint8_images
+from pipeline.pairs import PairedFaces, load_pairs, one_hot_labels, to_model_inputs, to_uint8_images
 from pipeline.parse.manifest import read_manifests
 from pipeline.progress import progress
 from pipeline.training_log import TrainingLog
@@ -69,7 +70,7 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
         trainer.resume(checkpoints)
         train_loop(trainer, data, checkpoints, run, model.name)
         if world.main:
-            save_trained(files.generator, model, trainer.networks)
+            save_trained(files.generator, model, trainer.networks.synthesizing())
             with atomic_path(files.train_log) as tmp:
                 tmp.write_bytes(run.log.read_bytes())
             log.info("%s: trained %d steps; wrote %s", model.name, trainer.step, files.generator)
@@ -98,6 +99,9 @@ def train_loop(trainer: Trainer, data: PairedFaces, checkpoints: Checkpoints, ru
             # was asked to stop (SLURM signals every one; all must stop at the same step).
             values, stop = world.mean_and_any(values, bool(stop_requested))
             img_per_s = cfg.batch_size / (time.perf_counter() - started)
+            # Not at a stop between intervals: an uninterrupted run does not collect there either.
+            if step % cfg.sample_every == 0 or step % cfg.checkpoint_every == 0 or step == cfg.iterations:
+                trainer.collect_average_statistics(data)  # on every process: its batch norms sync
             if world.main:
                 running_log.write(step, values, trainer.learning_rates(), img_per_s)
                 bar.update()
@@ -163,7 +167,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         networks = build(model)
-        for network in (networks.generator, networks.discriminator, networks.encoder):
+        average = networks.average.network if networks.average is not None else None
+        for network in (networks.generator, networks.discriminator, networks.encoder, average):
             if network is not None:
                 network.to(device, memory_format=memory_format)
         opt_G, opt_D = make_optimizers(networks, cfg)
@@ -196,8 +201,32 @@ class Trainer:
         real, seg = to_model_inputs(images_uint8, labels_uint8, self.device)
         real, seg = real.contiguous(memory_format=self.memory_format), seg.contiguous(memory_format=self.memory_format)
         losses, fake = train_step(self.objective, self.opt_G, self.opt_D, seg, real, self.autocast)
+        if self.networks.average is not None:  # OASIS: then the moving average takes the step
+            self.networks.average.update(self.networks.generator)
         self.step += 1
         return torch.cat([losses, output_spread(fake, real)[None]]), (labels_uint8, real, fake)
+
+    def collect_average_statistics(self, data: PairedFaces) -> None:
+        """OASIS: the generator's moving average collects its batch-norm statistics again, as the
+        authors do before they sample, evaluate or save it, on STATISTICS_BATCHES batches of
+        training label maps with their noise. They are drawn from a generator of their own,
+        seeded by the run's seed and the step, so that training's draws stay as they were."""
+        average, cfg = self.networks.average, self.cfg
+        if average is None:
+            return
+        draws = torch.Generator().manual_seed(cfg.run_seed * 1_000_003 + 700_001 + self.step)
+        share = self.world.share(cfg.batch_size)
+
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            for _ in range(STATISTICS_BATCHES):
+                indices = torch.randint(len(data), (cfg.batch_size,), generator=draws)[share]
+                noise = torch.randn(cfg.batch_size, average.network.z_dim, generator=draws)[share]
+                _, labels = data.batch(indices, torch.zeros(len(indices), dtype=torch.bool))
+                seg = one_hot_labels(labels, self.device).contiguous(memory_format=self.memory_format)
+                yield seg, noise.to(self.device)
+
+        with self.autocast:
+            average.collect_statistics(batches())
 
     def learning_rates(self) -> tuple[float, float]:
         return self.opt_G.param_groups[0]["lr"], self.opt_D.param_groups[0]["lr"]
@@ -211,6 +240,7 @@ class Trainer:
             "generator": networks.generator.state_dict(),
             "discriminator": networks.discriminator.state_dict(),
             "encoder": networks.encoder.state_dict() if networks.encoder is not None else None,
+            "average": networks.average.network.state_dict() if networks.average is not None else None,
             "opt_G": self.opt_G.state_dict(),
             "opt_D": self.opt_D.state_dict(),
             "rng_cpu": torch.get_rng_state(),
@@ -227,6 +257,8 @@ class Trainer:
         networks.discriminator.load_state_dict(state["discriminator"])
         if networks.encoder is not None:
             networks.encoder.load_state_dict(state["encoder"])
+        if networks.average is not None:
+            networks.average.network.load_state_dict(state["average"])
         _load_optimizer(self.opt_G, state["opt_G"])
         _load_optimizer(self.opt_D, state["opt_D"])
         torch.set_rng_state(state["rng_cpu"])

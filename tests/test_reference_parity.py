@@ -171,10 +171,11 @@ def test_nvlabs_encoder_mu_and_logvar(fixture):
     torch.testing.assert_close(logvar, record["encoder"]["logvar"], **TOLERANCE)
 
 
-def reference_after_step(code: Path, fixture: Path, out: Path) -> dict:
-    """Every tensor of the reference's G, D and E after its own trainer's iteration on each case
-    of `fixture`, run here by tests/nvlabs_step.py from the reference's `code`, by case."""
-    script = Path(__file__).with_name("nvlabs_step.py")
+def reference_after_step(code: Path, fixture: Path, out: Path, driver: str = "nvlabs_step.py") -> dict:
+    """Every tensor of the reference's networks after its own trainer's iteration on each case
+    of `fixture`, run here by `driver` (tests/nvlabs_step.py: NVlabs' or CLADE's G, D and E) from
+    the reference's `code`, by case."""
+    script = Path(__file__).with_name(driver)
     # With this process's threads: other threads sum the convolutions' gradients in another order.
     command = [sys.executable, str(script), str(code), str(fixture), str(out), str(torch.get_num_threads())]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)

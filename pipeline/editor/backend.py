@@ -301,7 +301,7 @@ class Editor:
         # Decoded in its turn, so that the queue's bound also bounds the memory of decoded images.
         with model.queue.turn():
             noise = photos = None
-            if model.vae:
+            if model.config.draws_noise:
                 noise = seeded_noise(model.config.z_dim, seed, [EDITOR_IMAGE_ID], self.device)
             if style is not None:
                 photos = working_image(checked_image(style, "style image"), resolution)[None]

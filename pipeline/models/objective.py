@@ -22,6 +22,9 @@ from pipeline.models.loss import (
     g_hinge_loss,
     imagenet_vgg19_features,
     kld_loss,
+    labelmix_loss,
+    labelmix_mask,
+    n_plus_one_loss,
     split_scores,
 )
 from pipeline.models.networks import Networks
@@ -41,7 +44,10 @@ class Objective(Protocol):
 
 
 def build_objective(model: ModelConfig, networks: Networks, device: torch.device, world: World) -> Objective:
-    """What `model` trains with: every generator here is trained with SPADE's objective."""
+    """What `model` trains with: OASIS's generator with its own objective, every other generator
+    with SPADE's."""
+    if model.generator == "oasis":
+        return OASISObjective.create(model, networks, device, world)
     return SPADEObjective.create(model, networks, device, world)
 
 
@@ -113,3 +119,57 @@ class SPADEObjective:
         fake_scores, real_scores = discriminate(self.networks.discriminator, seg, fake, real)
         d_real, d_fake = d_hinge_loss(real_scores, fake_scores)
         return {"D_real": d_real, "D_fake": d_fake}, fake
+
+
+class OASISObjective:
+    """OASIS's objective (Sushko et al. 2021): adversarial supervision only. The discriminator
+    segments each image into the label map's classes plus "fake"; the generator minimises the
+    class-balanced cross-entropy of its fakes' segmentation against their label map (the VGG loss
+    is an option of the authors', off by default), and the discriminator that of the real images
+    plus "fake" everywhere on a fake made again by the updated generator, plus LabelMix: its
+    logits of a real-fake mix cut along the classes must be the same mix of its logits of each.
+
+    The generator's noise is drawn for the whole global batch by every process, which takes its
+    share, so that z is what one process would draw."""
+
+    LOSSES = ("G_adv", "G_vgg", "D_fake", "D_real", "D_labelmix")
+    FAKE_LOSS = "D_fake"
+
+    def __init__(self, networks: Networks, cfg: TrainingConfig, z_dim: int, vgg: VGGLoss | None, world: World):
+        self.networks, self.cfg, self.z_dim, self.vgg, self.world = networks, cfg, z_dim, vgg, world
+
+    @classmethod
+    def create(cls, model: ModelConfig, networks: Networks, device: torch.device, world: World) -> "OASISObjective":
+        cfg = model.training
+        vgg = VGGLoss(imagenet_vgg19_features()).to(device) if cfg.vgg and cfg.lambda_vgg > 0 else None
+        return cls(networks, cfg, model.z_dim, vgg, world)
+
+    def generate(self, seg: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(len(seg) * self.world.size, self.z_dim, device=seg.device)
+        return self.networks.generator(seg, noise[self.world.share(len(noise))])
+
+    def generator_losses(self, seg: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        zero = torch.zeros((), device=seg.device)
+        # D's gradients from the G step are thrown away: no all-reduce for them.
+        with getattr(self.networks.discriminator, "no_sync", contextlib.nullcontext)():
+            fake = self.generate(seg)
+            return {
+                "G_adv": n_plus_one_loss(self.networks.discriminator(fake), seg, real=True),
+                "G_vgg": self.vgg(fake.float(), real) * self.cfg.lambda_vgg if self.vgg is not None else zero,
+            }
+
+    def discriminator_losses(
+        self, seg: torch.Tensor, real: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The D losses and the fake they judged."""
+        discriminator = self.networks.discriminator
+        with torch.no_grad():
+            fake = self.generate(seg).detach()
+        fake_logits, real_logits = discriminator(fake), discriminator(real)
+        mask = labelmix_mask(seg)
+        mixed_logits = discriminator(mask * real + (1 - mask) * fake)
+        return {
+            "D_fake": n_plus_one_loss(fake_logits, seg, real=False),
+            "D_real": n_plus_one_loss(real_logits, seg, real=True),
+            "D_labelmix": labelmix_loss(mask, mixed_logits, fake_logits, real_logits) * self.cfg.lambda_labelmix,
+        }, fake
