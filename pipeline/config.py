@@ -142,11 +142,8 @@ def _check_models(config: dict) -> None:
         if model.norm != "switch" and set(model.switch_stats) != set(SWITCH_STATS):
             raise ConfigError(f"config key {key}.switch_stats: only for norm: switch")
         training = model.training
-        if training.resolution % model.stride:
-            raise ConfigError(
-                f"config key {key}: training.resolution {training.resolution} is not a multiple of "
-                f"{model.stride}, this generator's total stride"
-            )
+        if name in config["compare"]:  # a model the run does not train may be defined for another resolution
+            model.check_resolution()
         if training.batch_size % training.world_size:
             raise ConfigError(
                 f"config key {key}: training.batch_size {training.batch_size} does not divide among "
@@ -421,6 +418,14 @@ class ModelConfig:
                     if value != getattr(base, item.name):
                         changed[item.name] = value
         return changed
+
+    def check_resolution(self) -> None:
+        """The working resolution must be a multiple of the model's total stride."""
+        if self.training.resolution % self.stride:
+            raise ConfigError(
+                f"config key models.{parse_replicate(self.name)[0]}: training.resolution {self.training.resolution} "
+                f"is not a multiple of {self.stride}, this model's total stride"
+            )
 
     @property
     def draws_noise(self) -> bool:

@@ -35,7 +35,7 @@ from pipeline.health import output_spread
 from pipeline.images import save_png
 from pipeline.labelmaps import colorize
 from pipeline.layout import ModelFiles, RunFiles
-from pipeline.models.average import STATISTICS_BATCHES
+from pipeline.models.average import STATISTICS_BATCHES, STATISTICS_EVERY
 from pipeline.models.networks import Networks, build
 from pipeline.models.objective import Objective, build_objective
 from pipeline.models.trained import save_trained
@@ -99,8 +99,7 @@ def train_loop(trainer: Trainer, data: PairedFaces, checkpoints: Checkpoints, ru
             # was asked to stop (SLURM signals every one; all must stop at the same step).
             values, stop = world.mean_and_any(values, bool(stop_requested))
             img_per_s = cfg.batch_size / (time.perf_counter() - started)
-            # Not at a stop between intervals: an uninterrupted run does not collect there either.
-            if step % cfg.sample_every == 0 or step % cfg.checkpoint_every == 0 or step == cfg.iterations:
+            if step % STATISTICS_EVERY == 0 or step == cfg.iterations:
                 trainer.collect_average_statistics(data)  # on every process: its batch norms sync
             if world.main:
                 running_log.write(step, values, trainer.learning_rates(), img_per_s)
@@ -208,8 +207,9 @@ class Trainer:
 
     def collect_average_statistics(self, data: PairedFaces) -> None:
         """OASIS: the generator's moving average collects its batch-norm statistics again, as the
-        authors do before they sample, evaluate or save it, on STATISTICS_BATCHES batches of
-        training label maps with their noise. They are drawn from a generator of their own,
+        authors do every 1,000 steps and before they save it (STATISTICS_EVERY and the last step:
+        never on the checkpoint or sample interval, which must not change the result), on
+        STATISTICS_BATCHES batches of training label maps with their noise. They are drawn from a generator of their own,
         seeded by the run's seed and the step, so that training's draws stay as they were."""
         average, cfg = self.networks.average, self.cfg
         if average is None:
@@ -409,6 +409,7 @@ def main() -> None:
         if not args.model:
             parser.error("--configfile needs --model")
         model = ModelConfig.from_config(load(args.configfile), args.model)
+        model.check_resolution()
     else:
         model = ModelConfig.from_json(args.model_json)
     # Under torchrun the job's threads are shared by the node's processes, and one of them speaks.

@@ -191,7 +191,8 @@ def tiny_model(name: str = "spade", **training) -> ModelConfig:
     """Model `name` of the defaults at 32x32, ngf = ndf = 8, a few steps (`training` overrides)."""
     settings = {"resolution": 32, "batch_size": 2, "iterations": 4, "decay_start": 2, "checkpoint_every": 2,
                 "sample_every": 2, "vgg": False, "workers": 1, **training}
-    return ModelConfig.from_config(resolve({"training": settings, "models": {name: {"ngf": 8, "ndf": 8}}}), name)
+    config = resolve({"training": settings, "models": {name: {"ngf": 8, "ndf": 8}}, "compare": [name]})
+    return ModelConfig.from_config(config, name)
 
 
 def read_log(path: Path) -> list[dict[str, float]]:
@@ -212,8 +213,9 @@ def run_training(
         writer.writerow(["image_id", "split", "path", "label"])
         writer.writerows((Path(i).stem, "train", i, label) for i, label in zip(images, labels))
     name, replicate = parse_replicate(model)  # `model` may be a further training run, e.g. spade_vae#1
-    settings = {"resolution": 32, "batch_size": 2, "iterations": iterations, "decay_start": 12,
-                "checkpoint_every": 3, "sample_every": 100, "vgg": False, "workers": 1, "device": device,
+    # OASIS's discriminator halves the image 6 times.
+    settings = {"resolution": 64 if name == "oasis" else 32, "batch_size": 2, "iterations": iterations,
+                "decay_start": 12, "checkpoint_every": 3, "sample_every": 100, "vgg": False, "workers": 1, "device": device,
                 "gpus": processes, "replicates": replicate + 1, **training}
     config = {"training": settings, "models": {name: {"ngf": 8, "ndf": 8}}, "compare": [name]}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))

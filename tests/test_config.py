@@ -114,6 +114,14 @@ def test_defaults_fill_nested_sections():
              r"^config key models\.s\.switch_stats: only for norm: switch$"),
             ({"models": {"s": {"generator": "spade", "positional_encoding": True}}, "compare": ["s"]},
              r"^config key models\.s\.positional_encoding: CLADE's; only for generator: clade$"),
+            ({"models": {"o": {"generator": "oasis", "vae": True}}, "compare": ["o"]},
+             r"^config key models\.o\.vae: OASIS has no encoder; its noise is drawn per image$"),
+            ({"models": {"s": {"generator": "spade", "training": {"ema_decay": 0.999}}}, "compare": ["s"]},
+             r"^config key models\.s\.training\.ema_decay: OASIS's moving average; only for generator: oasis$"),
+            ({"models": {"o": {"generator": "oasis", "training": {"resolution": 96}}}, "compare": ["o"]},
+             r"^config key models\.o: training\.resolution 96 is not a multiple of 64, this model's total stride$"),
+            ({"models": {"o": {"generator": "oasis", "training": {"ema_decay": 1}}}, "compare": ["o"]},
+             r"^config key models\.o\.training\.ema_decay: 1 is greater than or equal to the maximum of 1$"),
             ({"models": {"s": {"generator": "spade", "norm": "switch", "switch_stats": ["batch"]}}, "compare": ["s"]},
              r"^config key models\.s\.switch_stats: \['batch'\] is too short$"),
             ({"models": {"spade": {"generator": "spade", "published": [{"paper": "x"}]}}, "compare": ["spade"]},
@@ -171,7 +179,8 @@ def test_a_models_distinguishing_settings_are_what_differs_from_its_generators_d
                         "spade_switchnorm": {"norm": "switch"},
                         "spade_switchnorm_inln": {"norm": "switch", "switch_stats": ("instance", "layer")},
                         "spade_unpool": {"norm": "switch", "switch_stats": ("instance", "layer")},
-                        "clade": {}, "pix2pixhd": {}, "pix2pixhd_noin": {"unnormalized_first": 2}}
+                        "clade": {}, "oasis": {"z_dim": 64, "beta2": 0.999, "vgg": False, "ema_decay": 0.9999},
+                        "pix2pixhd": {}, "pix2pixhd_noin": {"unnormalized_first": 2}}
     icpe = ModelConfig.from_config(defaults, "clade_icpe")
     assert icpe.distinguishing_settings() == {"positional_encoding": True}
 
@@ -206,7 +215,8 @@ def test_each_settings_role_decides_what_changing_it_changes():
     base = ModelConfig.from_config(resolve(), "spade")
     for item in fields(TrainingConfig):
         value = getattr(base.training, item.name)
-        other = (not value) if isinstance(value, bool) else "cpu" if item.name == "device" else value + 1
+        other = (not value) if isinstance(value, bool) else "cpu" if item.name == "device" else 0.5 if value is None \
+            else value + 1
         changed = dataclasses.replace(base, training=dataclasses.replace(base.training, **{item.name: other}))
         role, column = item.metadata["role"], item.metadata["column"]
         assert changed.to_json() != base.to_json(), item.name

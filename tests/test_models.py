@@ -21,7 +21,7 @@ def model(name: str, **training) -> ModelConfig:
 
 
 def tiny(name: str, resolution: int = 64) -> ModelConfig:
-    config = resolve({"training": {"resolution": resolution}, "models": {name: {"ngf": 8, "ndf": 8}}})
+    config = resolve({"training": {"resolution": resolution}, "models": {name: {"ngf": 8, "ndf": 8}}, "compare": [name]})
     return ModelConfig.from_config(config, name)
 
 
@@ -29,8 +29,8 @@ def one_hot(labels: torch.Tensor) -> torch.Tensor:
     return F.one_hot(labels.long(), 19).permute(0, 3, 1, 2).float()
 
 
-# Measured from the NVlabs/SPADE code (CLADE's code for clade, clade_icpe) for label_nc 19, no
-# instance map, 256x256, ngf = ndf = 64.
+# Measured from the NVlabs/SPADE code (CLADE's code for clade, clade_icpe; OASIS's for oasis) for
+# label_nc 19, no instance map, 256x256, ngf = ndf = 64.
 @pytest.mark.parametrize(
     "name, generator, discriminator, encoder",
     [
@@ -39,6 +39,7 @@ def one_hot(labels: torch.Tensor) -> torch.Tensor:
         ("spade_vae", 109_205_443, 5_566_594, 10_463_424),
         ("clade", 67_321_539, 5_566_594, None),
         ("clade_icpe", 67_321_647, 5_566_594, None),
+        ("oasis", 70_665_155, 22_250_324, None),
     ],
 )
 def test_parameter_counts_equal_the_reference(name, generator, discriminator, encoder):
@@ -136,6 +137,9 @@ def test_every_variant_maps_a_label_map_to_an_image_and_d_scores_it(name):
         z = mu
     fake = networks.generator(seg, z)
     assert fake.shape == (2, 3, 64, 64) and fake.abs().max() <= 1
+    if cfg.generator == "oasis":  # its discriminator segments the image: "fake" and each class, per pixel
+        assert networks.discriminator(fake).shape == (2, 20, 64, 64)
+        return
     scores = networks.discriminator(torch.cat([seg, fake], 1))
     assert len(scores) == cfg.num_D and len(scores[0]) == cfg.n_layers_D + 1
     assert scores[1][-1].shape[-1] < scores[0][-1].shape[-1]  # the second scale sees a halved image

@@ -127,6 +127,17 @@ def test_oasis_labelmix_equals_the_authors(record):
     assert term.item() == pytest.approx(record["loss"]["labelmix"], rel=1e-4)
 
 
+def test_oasis_labelmix_gives_each_class_its_own_coin():
+    """Where OASIS's in-place loop would hand class 0 class 1's flip (docs/reference.md): draws 1
+    for class 0, then 0 for class 1, keep class 0 on the real image."""
+    labels = torch.tensor([[[0, 1], [2, 2]]])
+    draws = iter([torch.tensor([1]), torch.tensor([0]), torch.tensor([1])])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "randint", lambda *args, **kwargs: next(draws))
+        mask = labelmix_mask(one_hot_labels(labels, torch.device("cpu")))
+    assert mask.tolist() == [[[[1.0, 0.0], [1.0, 1.0]]]]
+
+
 def oasis_model(record: dict) -> ModelConfig:
     """config.yaml's `oasis` at the fixture's size."""
     options = record["options"]

@@ -23,8 +23,9 @@ from pipeline.synthesize import synthesize
 from pipeline.table import COLUMNS, markdown
 
 
-def saved_generator(tmp_path, name: str):
-    config = resolve({"training": {"resolution": 32}, "models": {name: {"ngf": 8, "ndf": 8}}})
+def saved_generator(tmp_path, name: str, resolution: int = 32):
+    config = resolve({"training": {"resolution": resolution}, "models": {name: {"ngf": 8, "ndf": 8}},
+                      "compare": [name]})  # fmt: skip
     model = ModelConfig.from_config(config, name)
     torch.manual_seed(0)
     path = tmp_path / f"{name}.pt"
@@ -55,18 +56,19 @@ def test_weights_of_another_network_format_are_refused_with_what_to_do(tmp_path)
         load_trained(path, torch.device("cpu"))
 
 
-@pytest.mark.parametrize("name", ["spade", "spade_vae"])
-def test_same_label_map_and_seed_give_the_same_face_whatever_the_batch(tmp_path, name):
-    model, networks = load_trained(saved_generator(tmp_path, name), torch.device("cpu"))
+@pytest.mark.parametrize("name, resolution", [("spade", 32), ("spade_vae", 32), ("oasis", 64)])
+def test_same_label_map_and_seed_give_the_same_face_whatever_the_batch(tmp_path, name, resolution):
+    """Models that draw noise (a VAE's prior, OASIS's) draw it per image, seeded by its id."""
+    model, networks = load_trained(saved_generator(tmp_path, name, resolution), torch.device("cpu"))
     labels = label_files(tmp_path)
     one = [tmp_path / "one" / p.name for p in labels]
     batched = [tmp_path / "batched" / p.name for p in labels]
     synthesize(model, networks, labels, one, torch.device("cpu"), batch_size=1)
     synthesize(model, networks, labels[::-1], batched[::-1], torch.device("cpu"), batch_size=3)
     for a, b in zip(one, batched):
-        assert pixels(a).shape == (32, 32, 3)
+        assert pixels(a).shape == (resolution, resolution, 3)
         np.testing.assert_array_equal(pixels(a), pixels(b))
-    if name == "spade_vae":  # random z per image: different images of the same map differ
+    if model.draws_noise:  # its own noise per image: another image id, another face
         assert not np.array_equal(pixels(one[0]), pixels(one[1]))
 
 

@@ -286,14 +286,16 @@ def uninterrupted(pairs, tmp_path_factory):
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize(
     "how, model",
-    [("sigterm", "spade_vae"), ("sigint", "spade_vae"), ("sigkill", "spade_vae#1"), ("sigkill", "spade_unpool")],
+    [("sigterm", "spade_vae"), ("sigint", "spade_vae"), ("sigkill", "spade_vae#1"), ("sigkill", "spade_unpool"),
+     ("sigterm", "oasis")],
 )
 def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(
     pairs, uninterrupted, tmp_path, how, model, device
 ):
     """SIGTERM and SIGINT (Ctrl-C) save a checkpoint at the end of the step; SIGKILL leaves the
     last periodic one; a model's further training run (spade_vae#1) resumes as its first does, to
-    weights of its own. Exactly equal on the CPU. On CUDA (bf16 autocast, cuDNN's autotuned
+    weights of its own; OASIS's moving average (its generator.pt) resumes with it. Exactly equal
+    on the CPU. On CUDA (bf16 autocast, cuDNN's autotuned
     kernels, atomics in convolution backward) two uninterrupted runs already differ in the last
     digits, so there the resumed run must only be as close to the straight one as that."""
 

@@ -15,8 +15,15 @@ SPADE_UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
 NETWORK_FORMAT = 2
 
 
+# OASIS's U-Net discriminator halves the image this many times (and its generator doubles its
+# grid 5 times, as SPADE's "normal").
+UNET_HALVINGS = 6
+
+
 def generator_stride(generator: str, num_upsampling_layers: str, resnet_downsample: int) -> int:
-    """How many times a generator halves (pix2pixHD) or doubles (SPADE) its grid, as a factor:
-    the working resolution must be a multiple of it."""
+    """How many times a generator halves (pix2pixHD) or doubles (SPADE) its grid, as a factor, or
+    OASIS's discriminator halves the image: the working resolution must be a multiple of it."""
+    if generator == "oasis":
+        return 2**UNET_HALVINGS
     steps = resnet_downsample if generator == "pix2pixhd" else SPADE_UPSAMPLINGS[num_upsampling_layers]
     return 2**steps

@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 # The batches the average generator runs in train mode to collect its batch-norm statistics
-# again: the authors' update_EMA runs 51 (it stops once it has counted more than 50).
+# again: the authors' update_EMA runs 51 (it stops once it has counted more than 50); and how
+# often: every 1,000 steps (its freq_print), and at the last step.
 STATISTICS_BATCHES = 51
+STATISTICS_EVERY = 1000
 
 
 class MovingAverage:

@@ -95,7 +95,7 @@ class UNetDiscriminator(nn.Module):
     last decoder block's width and the 1x1 conv to the logits are 64 channels whatever ndf is, as
     in the authors' code."""
 
-    WIDTHS = (2, 2, 4, 4, 8, 8)
+    WIDTHS = (2, 2, 4, 4, 8, 8)  # one block per halving: architecture.UNET_HALVINGS
     LAST = 64
 
     def __init__(self, label_nc: int, ndf: int, image_nc: int = 3) -> None:
