@@ -434,7 +434,8 @@ class ModelConfig:
 
     @property
     def stride(self) -> int:
-        """How many times the generator halves (pix2pixHD) or doubles (SPADE) its grid, as a factor."""
+        """How many times the generator halves (pix2pixHD) or doubles (SPADE) its grid, or OASIS's
+        discriminator halves the image, as a factor."""
         return generator_stride(self.generator, self.num_upsampling_layers, self.resnet_downsample)
 
 

@@ -35,7 +35,7 @@ from pipeline.health import output_spread
 from pipeline.images import save_png
 from pipeline.labelmaps import colorize
 from pipeline.layout import ModelFiles, RunFiles
-from pipeline.models.average import STATISTICS_BATCHES, STATISTICS_EVERY
+from pipeline.models.average import STATISTICS_BATCHES, STATISTICS_EVERY, MovingAverage
 from pipeline.models.networks import Networks, build
 from pipeline.models.objective import Objective, build_objective
 from pipeline.models.trained import save_trained
@@ -166,10 +166,11 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         networks = build(model)
-        average = networks.average.network if networks.average is not None else None
-        for network in (networks.generator, networks.discriminator, networks.encoder, average):
+        for network in (networks.generator, networks.discriminator, networks.encoder):
             if network is not None:
                 network.to(device, memory_format=memory_format)
+        if cfg.ema_decay is not None:  # OASIS: the average starts as a copy of the initial generator
+            networks.average = MovingAverage(networks.generator, cfg.ema_decay)
         opt_G, opt_D = make_optimizers(networks, cfg)
 
         def wrapped(network: torch.nn.Module | None) -> torch.nn.Module | None:

@@ -192,6 +192,7 @@ def test_the_editor_lists_the_runs_models_faces_and_parser(editor):
     info = editor.info()
     assert [model["name"] for model in info["models"]] == list(MODELS)
     assert [model["vae"] for model in info["models"]] == [False, True]
+    assert [model["noise"] for model in info["models"]] == [False, True]
     assert len(info["faces"]) == 4 and info["parser"]["available"]
     assert [entry["name"] for entry in info["classes"]] == list(CLASS_NAMES)
     assert info["classes"][1]["color"] == "#%02x%02x%02x" % CLASSES[1].color

@@ -180,6 +180,7 @@ class EditorModel:
             "generator": self.config.generator,
             "resolution": self.config.training.resolution,
             "vae": self.vae,
+            "noise": self.config.draws_noise,
         }
 
 

@@ -20,7 +20,8 @@ STATISTICS_EVERY = 1000
 class MovingAverage:
     """Every entry of the average's state dict, buffers too (batch-norm statistics, spectral
     norm's u and v), becomes decay x itself + (1 - decay) x the generator's after each step, cast
-    to the entry's dtype as the authors' copy_ does: a batch norm's step counter stays 0."""
+    to the entry's dtype as the authors' copy_ does (an integer, a batch norm's step counter,
+    truncated)."""
 
     def __init__(self, generator: nn.Module, decay: float) -> None:
         self.network = copy.deepcopy(generator).requires_grad_(False)

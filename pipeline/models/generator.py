@@ -104,9 +104,9 @@ class SPADEGenerator(nn.Module):
 
 
 class OASISGenerator(nn.Module):
-    """OASIS's generator (Sushko et al. 2021): six SPADE residual blocks of 16, 16, 16, 8, 4, 2 and 1
-    x ngf channels from a grid of side resolution / 32, each but the last followed by a
-    nearest-neighbour upsampling; no encoder. Its 3D noise: a z_dim vector per image, copied over
+    """OASIS's generator (Sushko et al. 2021): from 16 x ngf channels on a grid of side resolution /
+    32, six SPADE residual blocks whose outputs have 16, 16, 8, 4, 2 and 1 x ngf channels, each but
+    the last followed by a nearest-neighbour upsampling; no encoder. Its 3D noise: a z_dim vector per image, copied over
     every pixel and put before the label map's channels, so that the first conv (of the label map
     resized to the grid) and every SPADE norm see both."""
 

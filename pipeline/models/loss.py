@@ -102,35 +102,41 @@ def imagenet_vgg19_features() -> nn.Sequential:
 # --- OASIS (Sushko et al. 2021): the discriminator segments, and its loss is a cross-entropy ---
 
 
-def class_balance(seg: torch.Tensor) -> torch.Tensor:
+def class_occurrence(seg: torch.Tensor) -> torch.Tensor:
+    """Pixels of each class in a batch of one-hot label maps (label_nc)."""
+    return seg.sum(dim=(0, 2, 3))
+
+
+def class_balance(seg: torch.Tensor, occurrence: torch.Tensor) -> torch.Tensor:
     """OASIS's weight of each pixel in the real pixels' loss (N x H x W): the inverse of its class's
-    share of the batch's pixels, scaled so that a batch whose classes present cover equal areas
-    weighs every pixel 1. Rare classes (an ear, the eyes) then count as much as the skin."""
-    occurrence = seg.sum(dim=(0, 2, 3))
+    share of the batch's pixels (`occurrence`: class_occurrence of the whole batch, over every
+    process's share), scaled so that a batch whose classes present cover equal areas weighs every
+    pixel 1. Rare classes (an ear, the eyes) then count as much as the skin."""
     present = (occurrence > 0).sum()
-    coefficients = torch.reciprocal(occurrence) * seg.numel() / (present * seg.shape[1])
+    values = occurrence.sum() * seg.shape[1]  # the batch's one-hot values, as the authors' numel
+    coefficients = torch.reciprocal(occurrence) * values / (present * seg.shape[1])
     return coefficients[seg.argmax(1)]
 
 
-def n_plus_one_loss(logits: torch.Tensor, seg: torch.Tensor, real: bool) -> torch.Tensor:
+def n_plus_one_loss(logits: torch.Tensor, seg: torch.Tensor, real: bool, occurrence: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the discriminator's label_nc + 1 logits per pixel: for a real image (and
     the generator's fakes in its own loss) each pixel's class, at logit class + 1, weighted by
     class_balance; for a fake, "fake" at logit 0, unweighted. In fp32."""
     logits = logits.float()
     if not real:
         return F.cross_entropy(logits, torch.zeros_like(seg[:, 0], dtype=torch.long))
-    return (F.cross_entropy(logits, seg.argmax(1) + 1, reduction="none") * class_balance(seg)).mean()
+    return (F.cross_entropy(logits, seg.argmax(1) + 1, reduction="none") * class_balance(seg, occurrence)).mean()
 
 
-def labelmix_mask(seg: torch.Tensor) -> torch.Tensor:
-    """LabelMix's mask (N x 1 x H x W, 0 or 1): one coin flip per class present in the batch, in
-    class order, from the global RNG; a pixel takes its class's."""
-    classes = seg.argmax(1, keepdim=True)
-    present = torch.unique(classes)
+def labelmix_mask(seg: torch.Tensor, occurrence: torch.Tensor) -> torch.Tensor:
+    """LabelMix's mask (N x 1 x H x W, 0 or 1): one coin flip from the global RNG per class present
+    in the batch (`occurrence`, over every process's share, so that every process draws as many),
+    in class order; a pixel takes its class's."""
+    present = torch.nonzero(occurrence > 0).flatten()
     flips = torch.cat([torch.randint(0, 2, (1,), device=seg.device) for _ in present])
     lookup = torch.zeros(seg.shape[1], dtype=flips.dtype, device=seg.device)
     lookup[present] = flips
-    return lookup[classes].to(seg.dtype)
+    return lookup[seg.argmax(1, keepdim=True)].to(seg.dtype)
 
 
 def labelmix_loss(

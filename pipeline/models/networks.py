@@ -22,7 +22,7 @@ class Networks:
     generator: nn.Module
     discriminator: nn.Module
     encoder: nn.Module | None
-    # OASIS: the moving average of the generator's weights, which synthesises.
+    # OASIS in training: the moving average of the generator's weights, which synthesises.
     average: MovingAverage | None = None
 
     def synthesizing(self) -> "Networks":
@@ -64,8 +64,8 @@ def build_discriminator(model: ModelConfig, label_nc: int = NUM_CLASSES) -> nn.M
 
 def build(model: ModelConfig, label_nc: int = NUM_CLASSES) -> Networks:
     """Generator, discriminator and, for VAE models, the encoder, initialised as in the
-    references: Xavier normal weights with gain 0.02, zero biases. The generator's moving
-    average, where training.ema_decay asks for one, starts as a copy of it."""
+    references: Xavier normal weights with gain 0.02, zero biases. (Training adds the generator's
+    moving average, where training.ema_decay asks for one.)"""
     networks = Networks(
         generator=build_generator(model, label_nc),
         discriminator=build_discriminator(model, label_nc),
@@ -74,8 +74,6 @@ def build(model: ModelConfig, label_nc: int = NUM_CLASSES) -> Networks:
     for network in (networks.generator, networks.discriminator, networks.encoder):
         if network is not None:
             network.apply(_xavier_init)
-    if model.training.ema_decay is not None:
-        networks.average = MovingAverage(networks.generator, model.training.ema_decay)
     return networks
 
 

@@ -22,6 +22,7 @@ from pipeline.models.loss import (
     g_hinge_loss,
     imagenet_vgg19_features,
     kld_loss,
+    class_occurrence,
     labelmix_loss,
     labelmix_mask,
     n_plus_one_loss,
@@ -129,8 +130,10 @@ class OASISObjective:
     plus "fake" everywhere on a fake made again by the updated generator, plus LabelMix: its
     logits of a real-fake mix cut along the classes must be the same mix of its logits of each.
 
-    The generator's noise is drawn for the whole global batch by every process, which takes its
-    share, so that z is what one process would draw."""
+    On several processes each takes its share of the batch as one process would: the generator's
+    noise is drawn for the whole batch by every process, which takes its share; the class balance
+    and LabelMix's coins count the classes of the whole batch, so that every process draws as many
+    coins and the random draws stay in step."""
 
     LOSSES = ("G_adv", "G_vgg", "D_fake", "D_real", "D_labelmix")
     FAKE_LOSS = "D_fake"
@@ -150,11 +153,12 @@ class OASISObjective:
 
     def generator_losses(self, seg: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         zero = torch.zeros((), device=seg.device)
+        occurrence = self.world.sum(class_occurrence(seg))
         # D's gradients from the G step are thrown away: no all-reduce for them.
         with getattr(self.networks.discriminator, "no_sync", contextlib.nullcontext)():
             fake = self.generate(seg)
             return {
-                "G_adv": n_plus_one_loss(self.networks.discriminator(fake), seg, real=True),
+                "G_adv": n_plus_one_loss(self.networks.discriminator(fake), seg, True, occurrence),
                 "G_vgg": self.vgg(fake.float(), real) * self.cfg.lambda_vgg if self.vgg is not None else zero,
             }
 
@@ -162,14 +166,14 @@ class OASISObjective:
         self, seg: torch.Tensor, real: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The D losses and the fake they judged."""
-        discriminator = self.networks.discriminator
+        discriminator, occurrence = self.networks.discriminator, self.world.sum(class_occurrence(seg))
         with torch.no_grad():
             fake = self.generate(seg).detach()
         fake_logits, real_logits = discriminator(fake), discriminator(real)
-        mask = labelmix_mask(seg)
+        mask = labelmix_mask(seg, occurrence)
         mixed_logits = discriminator(mask * real + (1 - mask) * fake)
         return {
-            "D_fake": n_plus_one_loss(fake_logits, seg, real=False),
-            "D_real": n_plus_one_loss(real_logits, seg, real=True),
+            "D_fake": n_plus_one_loss(fake_logits, seg, False, occurrence),
+            "D_real": n_plus_one_loss(real_logits, seg, True, occurrence),
             "D_labelmix": labelmix_loss(mask, mixed_logits, fake_logits, real_logits) * self.cfg.lambda_labelmix,
         }, fake

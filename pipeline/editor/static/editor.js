@@ -260,7 +260,7 @@ function buildResults() {
     const image = document.createElement("img");
     image.alt = `${model.name}'s face`;
     const caption = document.createElement("figcaption");
-    const kind = model.vae ? "VAE: seed or style image" : "no noise input";
+    const kind = model.vae ? "VAE: seed or style image" : model.noise ? "noise: seed" : "no noise input";
     caption.textContent = `${model.name} (${model.generator}, ${model.resolution} px, ${kind}) `;
     const timing = document.createElement("span");
     timing.className = "note";
