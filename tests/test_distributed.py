@@ -19,8 +19,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from support import final_weights, read_log, run_training, tiny_model, wait_for_log_rows
 
-from pipeline.models.objective import SPADEObjective
-
 pytestmark = pytest.mark.distributed
 
 LOSSES = ["G_gan", "G_feat", "G_kld", "D_real", "D_fake"]
@@ -100,18 +98,19 @@ def _one_step(rank: int, size: int, name: str, port: int, out: str) -> None:
         for key, parameter in network.named_parameters()
     }
     if rank == 0:
-        losses = torch.tensor(values[: len(SPADEObjective.LOSSES)], dtype=torch.float64)
+        losses = torch.tensor(values[: len(trainer.objective.LOSSES)], dtype=torch.float64)
         torch.save({"losses": losses, "grads": grads}, out)
     if size > 1:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("name", ["spade", "spade_instance", "spade_vae", "pix2pixhd"])
+@pytest.mark.parametrize("name", ["spade", "spade_instance", "spade_vae", "pix2pixhd", "oasis"])
 def test_two_processes_take_the_step_one_process_takes(tmp_path, name):
     """2 processes x 2 images against 1 process x 4, from one seed, in float64: the step's losses
     and every gradient of G, D and E agree to float64's rounding (batch norm synced over the
-    processes, the KLD's sum and the VAE's noise those of the whole batch, DDP's average of the
-    halves; measured: 1e-14).
+    processes, the KLD's sum and the VAE's and OASIS's noise those of the whole batch, OASIS's class
+    balance and LabelMix coins from the whole batch's classes, DDP's average of the halves;
+    measured: 1e-14).
 
     A gradient that is 0 in exact arithmetic (a bias just before a batch norm) is rounding noise
     in both runs: such tensors (norm below 1e-3 of the network's largest) must only stay that

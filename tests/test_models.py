@@ -138,7 +138,8 @@ def test_every_variant_maps_a_label_map_to_an_image_and_d_scores_it(name):
     fake = networks.generator(seg, z)
     assert fake.shape == (2, 3, 64, 64) and fake.abs().max() <= 1
     if cfg.generator == "oasis":  # its discriminator segments the image: "fake" and each class, per pixel
-        assert networks.discriminator(fake).shape == (2, 20, 64, 64)
+        logits = networks.discriminator(fake, fake.flip(-1))
+        assert len(logits) == 2 and logits[0].shape == (2, 20, 64, 64)
         return
     scores = networks.discriminator(torch.cat([seg, fake], 1))
     assert len(scores) == cfg.num_D and len(scores[0]) == cfg.n_layers_D + 1

@@ -107,7 +107,7 @@ def test_oasis_discriminator_logits_and_losses_equal_the_authors(record):
     for name, image in (("fake", record["G_train"]), ("real", real)):
         _, discriminator = networks_from_init(record)  # from init each time, as the fixture's
         with torch.no_grad():
-            logits[name] = discriminator(image)
+            logits[name] = discriminator(image)[0]
     torch.testing.assert_close(logits["fake"], record["D_fake"], **LOGITS)
     torch.testing.assert_close(logits["real"], record["D_real"], **LOGITS)
     occurrence = class_occurrence(seg)
@@ -128,7 +128,7 @@ def test_oasis_labelmix_equals_the_authors(record):
     assert 0 < mask.mean() < 1  # both images in the mix
     _, discriminator = networks_from_init(record)
     with torch.no_grad():
-        mixed = discriminator(mask * real + (1 - mask) * record["G_train"])
+        mixed = discriminator(mask * real + (1 - mask) * record["G_train"])[0]
     torch.testing.assert_close(mixed, record["D_mixed"], **LOGITS)
     term = record["options"]["lambda_labelmix"] * labelmix_loss(mask, mixed, record["D_fake"], record["D_real"])
     assert term.item() == pytest.approx(record["loss"]["labelmix"], rel=1e-4)

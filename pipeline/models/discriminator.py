@@ -109,8 +109,13 @@ class UNetDiscriminator(nn.Module):
         self.up = nn.ModuleList(UNetBlock(fin, fout, "up") for fin, fout in zip(ins, outs))
         self.logits = nn.Conv2d(self.LAST, label_nc + 1, 1)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """N x 3 x H x W image -> N x (label_nc + 1) x H x W logits."""
+    def forward(self, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each N x 3 x H x W image batch -> its N x (label_nc + 1) x H x W logits, one pass per batch
+        in order (each pass advances the spectral norms' u and v, as a call of the authors' D). One
+        call for them all: DistributedDataParallel takes one forward per backward."""
+        return tuple(self.segment(image) for image in images)
+
+    def segment(self, image: torch.Tensor) -> torch.Tensor:
         skips = []
         x = image
         for block in self.down:

@@ -17,12 +17,12 @@ from pipeline.distributed import World
 from pipeline.models.encoder import sample_z
 from pipeline.models.loss import (
     VGGLoss,
+    class_occurrence,
     d_hinge_loss,
     feature_matching_loss,
     g_hinge_loss,
     imagenet_vgg19_features,
     kld_loss,
-    class_occurrence,
     labelmix_loss,
     labelmix_mask,
     n_plus_one_loss,
@@ -158,7 +158,7 @@ class OASISObjective:
         with getattr(self.networks.discriminator, "no_sync", contextlib.nullcontext)():
             fake = self.generate(seg)
             return {
-                "G_adv": n_plus_one_loss(self.networks.discriminator(fake), seg, True, occurrence),
+                "G_adv": n_plus_one_loss(self.networks.discriminator(fake)[0], seg, True, occurrence),
                 "G_vgg": self.vgg(fake.float(), real) * self.cfg.lambda_vgg if self.vgg is not None else zero,
             }
 
@@ -169,9 +169,8 @@ class OASISObjective:
         discriminator, occurrence = self.networks.discriminator, self.world.sum(class_occurrence(seg))
         with torch.no_grad():
             fake = self.generate(seg).detach()
-        fake_logits, real_logits = discriminator(fake), discriminator(real)
-        mask = labelmix_mask(seg, occurrence)
-        mixed_logits = discriminator(mask * real + (1 - mask) * fake)
+        mask = labelmix_mask(seg, occurrence)  # the authors draw it after D's first two passes: no draw between
+        fake_logits, real_logits, mixed_logits = discriminator(fake, real, mask * real + (1 - mask) * fake)
         return {
             "D_fake": n_plus_one_loss(fake_logits, seg, False, occurrence),
             "D_real": n_plus_one_loss(real_logits, seg, True, occurrence),
