@@ -2,9 +2,9 @@
 
 FID is pytorch-fid's own computation (its image loading, Inception and Fréchet distance), so it
 agrees with `python -m pytorch_fid DIR_A DIR_B` (and with `--dims` as pytorch-fid's: the 64, 192
-or 768 features of an earlier block, cheaper and not comparable with published FID). KID, the unbiased polynomial-kernel MMD of
-Bińkowski et al. (2018), comes from the same features: unlike FID it is unbiased for the few
-thousand images of a test set.
+or 768 features of an earlier block, cheaper and not comparable with published FID). KID, the
+unbiased polynomial-kernel MMD of Bińkowski et al. (2018), comes from the same features: unlike
+FID it is unbiased for the few thousand images of a test set.
 """
 
 from __future__ import annotations

@@ -210,8 +210,9 @@ class Trainer:
         """OASIS: the generator's moving average collects its batch-norm statistics again, as the
         authors do every 1,000 steps and before they save it (STATISTICS_EVERY and the last step:
         never on the checkpoint or sample interval, which must not change the result), on
-        STATISTICS_BATCHES batches of training label maps with their noise. They are drawn from a generator of their own,
-        seeded by the run's seed and the step, so that training's draws stay as they were."""
+        STATISTICS_BATCHES batches of training label maps with their noise, drawn from a generator
+        of their own, seeded by the run's seed and the step, so that training's draws stay as they
+        were."""
         average, cfg = self.networks.average, self.cfg
         if average is None:
             return

@@ -215,8 +215,8 @@ def run_training(
     name, replicate = parse_replicate(model)  # `model` may be a further training run, e.g. spade_vae#1
     # OASIS's discriminator halves the image 6 times.
     settings = {"resolution": 64 if name == "oasis" else 32, "batch_size": 2, "iterations": iterations,
-                "decay_start": 12, "checkpoint_every": 3, "sample_every": 100, "vgg": False, "workers": 1, "device": device,
-                "gpus": processes, "replicates": replicate + 1, **training}
+                "decay_start": 12, "checkpoint_every": 3, "sample_every": 100, "vgg": False, "workers": 1,
+                "device": device, "gpus": processes, "replicates": replicate + 1, **training}
     config = {"training": settings, "models": {name: {"ngf": 8, "ndf": 8}}, "compare": [name]}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]

@@ -49,7 +49,9 @@ def build_generator(model: ModelConfig, label_nc: int = NUM_CLASSES) -> nn.Modul
     if model.generator == "spade_unpool":
         return SPADEUnpoolGenerator(label_nc, model.training.resolution, model.ngf, model.norm, model.switch_stats)
     if model.generator == "oasis":
-        return OASISGenerator(label_nc, model.training.resolution, model.ngf, model.norm, model.z_dim, model.switch_stats)
+        return OASISGenerator(
+            label_nc, model.training.resolution, model.ngf, model.norm, model.z_dim, model.switch_stats
+        )
     return Pix2PixHDGenerator(
         label_nc, model.ngf, model.resnet_downsample, model.resnet_blocks, model.unnormalized_first
     )
