@@ -6,7 +6,8 @@ A label grid is the page's label map: a square of class indices, of any side the
 writes (parsing.size), resized to each model's working resolution as synthesis resizes a
 label map file (nearest neighbour). Syntheses are those of `pipeline.synthesize`: VAE models
 take z from the prior, seeded by the page's seed, or with a style image from the encoder's
-posterior for it; the other generators have no noise input, so the seed does not change them.
+posterior for it; OASIS draws its noise seeded by the page's seed too; the other generators
+have no noise input, so the seed does not change them.
 """
 
 from __future__ import annotations
