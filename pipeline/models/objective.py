@@ -52,6 +52,15 @@ def build_objective(model: ModelConfig, networks: Networks, device: torch.device
     return SPADEObjective.create(model, networks, device, world)
 
 
+def batch_noise(
+    world: World, count: int, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Standard normal noise for this process's `count` images: every process draws it for the
+    whole global batch and takes its share, so that it is what one process would draw."""
+    noise = torch.randn((count * world.size, *shape), dtype=dtype, device=device)
+    return noise[world.share(len(noise))]
+
+
 def discriminate(discriminator, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor):
     """D's outputs for (label map, fake) and (label map, real) pairs, from one batched pass as
     in NVlabs' code."""
@@ -92,8 +101,8 @@ class SPADEObjective:
         if encoder is None:
             return generator(seg), None
         mu, logvar = encoder(real)
-        noise = torch.randn((len(mu) * self.world.size, *mu.shape[1:]), dtype=mu.dtype, device=mu.device)
-        return generator(seg, sample_z(mu, logvar, noise[self.world.share(len(noise))])), (mu, logvar)
+        noise = batch_noise(self.world, len(mu), mu.shape[1:], mu.device, mu.dtype)
+        return generator(seg, sample_z(mu, logvar, noise)), (mu, logvar)
 
     def generator_losses(self, seg: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, zero = self.cfg, torch.zeros((), device=seg.device)
@@ -148,8 +157,7 @@ class OASISObjective:
         return cls(networks, cfg, model.z_dim, vgg, world)
 
     def generate(self, seg: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn(len(seg) * self.world.size, self.z_dim, device=seg.device)
-        return self.networks.generator(seg, noise[self.world.share(len(noise))])
+        return self.networks.generator(seg, batch_noise(self.world, len(seg), (self.z_dim,), seg.device))
 
     def generator_losses(self, seg: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         zero = torch.zeros((), device=seg.device)
