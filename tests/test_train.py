@@ -26,9 +26,11 @@ from support import (
 )
 from torchvision.models import vgg19
 
+from pipeline import positions
 from pipeline.config import ModelConfig, resolve
 from pipeline.data.procedural import procedural_face
 from pipeline.layout import ModelFiles
+from pipeline.models import generator as generator_module
 from pipeline.models.loss import VGGLoss, d_hinge_loss, feature_matching_loss, g_hinge_loss, kld_loss
 from pipeline.models.objective import SPADEObjective
 from pipeline.pairs import PairedFaces
@@ -171,6 +173,34 @@ def test_every_variant_trains_at_64x64_and_saves_loadable_weights(pairs, tmp_pat
     assert saved["model"]["name"] == name
     assert (saved["encoder"] is not None) == (name == "spade_vae")
     assert list((tmp_path / "runs").glob("*/samples/step_00000002.png"))
+
+
+def test_a_clade_icpe_step_makes_its_distance_maps_once_and_each_new_label_map_its_own(pairs, monkeypatch):
+    """The D step and the G step run the generator on one batch: one distance map per step. A
+    label map changed in place, or another one, gets its own."""
+    made = []
+
+    def distance_maps(labels):
+        made.append(labels)
+        return positions.distance_maps(labels)
+
+    monkeypatch.setattr(generator_module, "distance_maps", distance_maps)
+    data = PairedFaces.load(*pairs, resolution=32, workers=1)
+    torch.manual_seed(0)
+    trainer = Trainer.create(tiny_model("clade_icpe", amp=False), torch.device("cpu"))
+    for steps in (1, 2):
+        trainer.run_step(data)
+        assert len(made) == steps
+    generator = trainer.networks.generator.eval()
+    seg = torch.zeros(1, generator.label_nc, 32, 32)
+    seg[:, 1, :, :16] = seg[:, 2, :, 16:] = 1
+    with torch.no_grad():
+        first = generator(seg)
+        assert torch.equal(generator(seg), first) and len(made) == 3
+        seg[:, 1:3, :8], seg[:, 4, :8] = 0, 1  # in place: a new region
+        changed = generator(seg)
+    assert len(made) == 4 and not torch.equal(changed, first)
+    assert torch.equal(made[-1], seg.argmax(1))
 
 
 def test_zero_iterations_saves_the_untrained_generator(pairs, tmp_path):

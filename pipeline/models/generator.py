@@ -45,6 +45,7 @@ class SPADEGenerator(nn.Module):
         if positional and not class_adaptive:
             raise ValueError("the positional encoding is CLADE's: it needs class_adaptive")
         self.label_nc, self.ngf, self.vae, self.z_dim, self.positional = label_nc, ngf, vae, z_dim, positional
+        self._last_distance_maps: tuple[torch.Tensor, int, torch.Tensor] | None = None
         self.more = num_upsampling_layers in ("more", "most")
         self.most = num_upsampling_layers == "most"
         self.grid = resolution // 2 ** SPADE_UPSAMPLINGS[num_upsampling_layers]
@@ -80,8 +81,7 @@ class SPADEGenerator(nn.Module):
         """seg: N x label_nc x H x W one-hot label map -> N x 3 x H x W image in [-1, 1]. `dist`:
         with the positional encoding, a distance map to use instead of seg's own (N x 2 x H x W)."""
         if self.positional:
-            # On the CPU (connected components); it then travels with seg, after its classes.
-            dist = distance_maps(seg.argmax(1)) if dist is None else dist
+            dist = self.distance_maps(seg) if dist is None else dist
             seg = torch.cat([seg, dist.to(seg)], 1)
         elif dist is not None:
             raise ValueError("a distance map for a generator without the positional encoding")
@@ -101,6 +101,16 @@ class SPADEGenerator(nn.Module):
         if self.most:
             x = self.up_4(_up(x), seg)
         return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
+
+    def distance_maps(self, seg: torch.Tensor) -> torch.Tensor:
+        """seg's distance maps, made on the CPU (connected components) once per label-map tensor:
+        a training step runs the generator twice on one batch (the D step's fake, the G step's),
+        and at 256x256 a batch of 16 takes about 0.25 s. Kept with a reference to `seg`, so that
+        another tensor, or this one changed in place, is never taken for it."""
+        last = self._last_distance_maps
+        if last is None or last[0] is not seg or last[1] != seg._version:
+            last = self._last_distance_maps = (seg, seg._version, distance_maps(seg.argmax(1)))
+        return last[2]
 
 
 class OASISGenerator(nn.Module):
