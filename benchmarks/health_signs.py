@@ -3,6 +3,7 @@ benchmark: the measurements behind its thresholds, docs/benchmarks.md).
 
     python benchmarks/health_signs.py spade
     python benchmarks/health_signs.py pix2pixhd --lr-G 0.05     # a run that collapses
+    python benchmarks/health_signs.py oasis                     # with its own objective
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pipeline.data.procedural import procedural_face
 from pipeline.distributed import World
 from pipeline.health import output_spread
 from pipeline.models.networks import build
-from pipeline.models.objective import SPADEObjective
+from pipeline.models.objective import build_objective
 from pipeline.pairs import to_model_inputs
 from pipeline.train import batch_indices, make_optimizers, train_step
 
@@ -38,7 +39,7 @@ def main() -> None:
     torch.manual_seed(0)
     networks = build(model)
     opt_G, opt_D = make_optimizers(networks, model.training)
-    objective = SPADEObjective.create(model, networks, torch.device("cpu"), World())
+    objective = build_objective(model, networks, torch.device("cpu"), World())
     print("step", *objective.LOSSES, "fake_spread")
     for step in range(args.steps):
         index = batch_indices(step, 4, len(faces), 0)
