@@ -37,15 +37,17 @@ from pipeline.progress import progress
 log = logging.getLogger("pipeline.synthesize")
 
 
-def image_generator(seed: int, image_id: str, device: torch.device) -> torch.Generator:
+def image_generator(seed: int, image_id: str) -> torch.Generator:
     digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
-    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little"))
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
 
 def seeded_noise(z_dim: int, seed: int, image_ids: Sequence[str], device: torch.device) -> torch.Tensor:
-    """N x z_dim standard normal noise, each row seeded by (seed, image id)."""
-    return torch.stack(
-        [torch.randn(z_dim, generator=image_generator(seed, image_id, device), device=device) for image_id in image_ids]
+    """N x z_dim standard normal noise on `device`, each row seeded by (seed, image id). Drawn on
+    the CPU: a CUDA generator gives other numbers for the same seed, so a GPU would synthesise
+    another face, and another table row, from the same (seed, image)."""
+    return torch.stack([torch.randn(z_dim, generator=image_generator(seed, image_id)) for image_id in image_ids]).to(
+        device
     )
 
 

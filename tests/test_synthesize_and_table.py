@@ -19,7 +19,7 @@ from pipeline.errors import PipelineError
 from pipeline.labelmaps import write_label
 from pipeline.models.networks import build
 from pipeline.models.trained import load_trained, save_trained
-from pipeline.synthesize import synthesize
+from pipeline.synthesize import seeded_noise, synthesize
 from pipeline.table import COLUMNS, markdown
 
 
@@ -70,6 +70,18 @@ def test_same_label_map_and_seed_give_the_same_face_whatever_the_batch(tmp_path,
         np.testing.assert_array_equal(pixels(a), pixels(b))
     if model.draws_noise:  # its own noise per image: another image id, another face
         assert not np.array_equal(pixels(one[0]), pixels(one[1]))
+
+
+@pytest.mark.parametrize("device", ["meta", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_seeded_noise_is_the_cpus_draw_on_every_device(device):
+    """The same (seed, image) gives the same face on a GPU as on the CPU: the noise is drawn by a
+    CPU generator and moved. (The meta device has no generator of its own: a draw there fails.)"""
+    on_cpu = seeded_noise(16, 7, ["00001", "00002"], torch.device("cpu"))
+    moved = seeded_noise(16, 7, ["00001", "00002"], torch.device(device))
+    assert moved.device.type == device and moved.shape == (2, 16)
+    if device != "meta":
+        assert torch.equal(moved.cpu(), on_cpu)
+    assert not torch.equal(on_cpu[0], on_cpu[1])
 
 
 def test_style_guided_synthesis_uses_the_encoder_and_needs_a_vae(tmp_path):
