@@ -248,7 +248,8 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             # This process's GPU only: in a distributed run every rank draws the same numbers on its
             # own GPU (the VAE's noise of the whole batch), and rank 0, which saves, advanced only its own.
-            "rng_cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() else [],
+            # A CPU run leaves CUDA alone, even where a GPU is visible: asking opens a context on it.
+            "rng_cuda": [torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else [],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -266,8 +267,8 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         # Into this process's GPU, whichever rank and world size saved it (older checkpoints hold
         # every visible GPU's state, the first being the one that trained).
-        if state["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state(state["rng_cuda"][0], torch.cuda.current_device())
+        if state["rng_cuda"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"][0], self.device)
         self.step = state["step"]
 
     def resume(self, checkpoints: Checkpoints) -> None:

@@ -243,6 +243,25 @@ def test_a_checkpoint_resumes_onto_another_device_with_the_rng_state_on_the_cpu(
     assert moments and {m.device.type for m in moments} == {"meta"}
 
 
+def test_a_cpu_run_never_touches_a_visible_gpus_rng(checkpoints, monkeypatch):
+    """training.device: cpu where CUDA is visible: its checkpoints hold no CUDA RNG state, and a
+    checkpoint that holds one resumes without it (asking for it opens a context on the GPU, which
+    fails on a busy or exclusive one)."""
+    model, found = checkpoints
+
+    def no_gpu(*args, **kwargs):
+        raise AssertionError("a CPU run asked CUDA for its RNG state")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", no_gpu)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", no_gpu)
+    trainer = Trainer.create(model, torch.device("cpu"))
+    trainer.resume(found)
+    state = trainer.state_dict()
+    assert state["rng_cuda"] == [] and state["step"] == 2
+    trainer.load_state_dict({**state, "rng_cuda": [torch.zeros(16, dtype=torch.uint8)]})
+
+
 def test_a_resumed_optimiser_keeps_the_implementation_chosen_for_its_device(checkpoints):
     """A checkpoint of an unfused (CPU) run resumed by fused optimisers (as on CUDA) stays fused,
     with the float32 step counts fused Adam needs, and takes a step."""
