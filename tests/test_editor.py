@@ -31,6 +31,7 @@ from support import REPO, fingerprint, keep_run, kept_run
 from pipeline.config import ModelConfig, resolve
 from pipeline.data.procedural import write_faces
 from pipeline.data.split import SplitRow, write_split
+from pipeline.editor import backend
 from pipeline.editor.backend import (
     MAX_IMAGE_PIXELS,
     Busy,
@@ -333,6 +334,16 @@ def test_the_http_api_serves_the_page_and_answers_with_one_line_errors(server, e
     too_large = {"Content-Length": str(MAX_REQUEST_BYTES + 1)}
     assert error(request(server + "api/parse", b"x", too_large)) == (
         413, "a request of 24.0 MiB; the editor takes at most 24 MiB")
+
+
+def test_the_editors_parser_follows_parsing_amp(run, monkeypatch):
+    """fp16 parsing on CUDA only where asked, as the parse stage does (the CPU always parses in fp32)."""
+    made = []
+    monkeypatch.setattr(backend, "FaceParser", lambda *args: made.append(args))
+    weights = run.parent / "resources" / "weights" / "parsing_bisenet.pth"
+    for amp in (True, False):
+        Editor.load(run, CPU, weights, PARSER_SIZE, parser_amp=amp)
+    assert made == [(weights, PARSER_SIZE, "cpu", True), (weights, PARSER_SIZE, "cpu", False)]
 
 
 def test_the_cli_says_in_one_line_when_a_results_folder_has_no_models(tmp_path):

@@ -48,6 +48,9 @@ def main() -> None:
         "results folder)",
     )
     parser.add_argument("--parser-size", type=int, default=512, help="side the parser sees (parsing.size)")
+    parser.add_argument(
+        "--parser-amp", choices=["on", "off"], default="on", help="fp16 parsing on CUDA (parsing.amp; default: on)"
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for the networks on the CPU (default: torch's)")
     args = parser.parse_args()
 
@@ -55,7 +58,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device, "--device")
     parser_weights = args.parser_weights or Results(str(args.results)).resources(PARSER_WEIGHTS)
-    editor = Editor.load(args.results, device, parser_weights, args.parser_size)
+    editor = Editor.load(args.results, device, parser_weights, args.parser_size, args.parser_amp == "on")
     log.info("%d models on %s: %s", len(editor.models), device, ", ".join(editor.models))
     log.info("%d test faces; %s", len(editor.faces), editor.parser_note)
     try:

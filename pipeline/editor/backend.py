@@ -231,8 +231,11 @@ class Editor:
         self.parser_queue = WorkQueue("the face parser")
 
     @classmethod
-    def load(cls, results: Path, device: torch.device, parser_weights: Path, parser_size: int) -> "Editor":
-        """Every results/models/*/generator.pt on `device`; the parser when its weights exist."""
+    def load(
+        cls, results: Path, device: torch.device, parser_weights: Path, parser_size: int, parser_amp: bool = True
+    ) -> "Editor":
+        """Every results/models/*/generator.pt on `device`; the parser when its weights exist, in
+        fp16 on CUDA where `parser_amp` (parsing.amp) asks for it."""
         layout = Results(str(results))
         weights = layout.trained_models()
         if not weights:
@@ -246,7 +249,7 @@ class Editor:
             models.append(EditorModel(path.parent.name, config, networks, WorkQueue(path.parent.name)))
         parser, note = None, f"no face parser weights at {parser_weights} (--parser-weights): photos cannot be parsed"
         if parser_weights.is_file():
-            parser = FaceParser(parser_weights, parser_size, device.type)
+            parser = FaceParser(parser_weights, parser_size, device.type, parser_amp)
             note = f"photos are parsed by the BiSeNet of {parser_weights} at {parser_size}x{parser_size}"
         return cls(models, read_test_faces(results), device, parser, note)
 
