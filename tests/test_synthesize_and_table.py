@@ -56,7 +56,7 @@ def test_weights_of_another_network_format_are_refused_with_what_to_do(tmp_path)
         load_trained(path, torch.device("cpu"))
 
 
-@pytest.mark.parametrize("name, resolution", [("spade", 32), ("spade_vae", 32), ("oasis", 64)])
+@pytest.mark.parametrize("name, resolution", [("spade", 32), ("spade_vae", 32), ("clade_icpe", 32), ("oasis", 64)])
 def test_same_label_map_and_seed_give_the_same_face_whatever_the_batch(tmp_path, name, resolution):
     """Models that draw noise (a VAE's prior, OASIS's) draw it per image, seeded by its id."""
     model, networks = load_trained(saved_generator(tmp_path, name, resolution), torch.device("cpu"))

@@ -49,7 +49,10 @@ def main() -> None:
     )
     parser.add_argument("--parser-size", type=int, default=512, help="side the parser sees (parsing.size)")
     parser.add_argument(
-        "--parser-amp", choices=["on", "off"], default="on", help="fp16 parsing on CUDA (parsing.amp; default: on)"
+        "--parser-amp",
+        choices=["on", "off"],
+        default="on",
+        help="fp16 parsing on CUDA, as parsing.amp for the parse stage (default: on)",
     )
     parser.add_argument("--threads", type=int, help="CPU threads for the networks on the CPU (default: torch's)")
     args = parser.parse_args()

@@ -235,7 +235,7 @@ class Editor:
         cls, results: Path, device: torch.device, parser_weights: Path, parser_size: int, parser_amp: bool = True
     ) -> "Editor":
         """Every results/models/*/generator.pt on `device`; the parser when its weights exist, in
-        fp16 on CUDA where `parser_amp` (parsing.amp) asks for it."""
+        fp16 on CUDA where `parser_amp` asks for it (as parsing.amp does for the parse stage)."""
         layout = Results(str(results))
         weights = layout.trained_models()
         if not weights:

@@ -6,6 +6,7 @@ of the SPADE paper)."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -45,7 +46,7 @@ class SPADEGenerator(nn.Module):
         if positional and not class_adaptive:
             raise ValueError("the positional encoding is CLADE's: it needs class_adaptive")
         self.label_nc, self.ngf, self.vae, self.z_dim, self.positional = label_nc, ngf, vae, z_dim, positional
-        self._last_distance_maps: tuple[torch.Tensor, int, torch.Tensor] | None = None
+        self._last_distance_maps: tuple[weakref.ref[torch.Tensor], int, torch.Tensor] | None = None
         self.more = num_upsampling_layers in ("more", "most")
         self.most = num_upsampling_layers == "most"
         self.grid = resolution // 2 ** SPADE_UPSAMPLINGS[num_upsampling_layers]
@@ -105,11 +106,14 @@ class SPADEGenerator(nn.Module):
     def distance_maps(self, seg: torch.Tensor) -> torch.Tensor:
         """seg's distance maps, made on the CPU (connected components) once per label-map tensor:
         a training step runs the generator twice on one batch (the D step's fake, the G step's),
-        and at 256x256 a batch of 16 takes about 0.25 s. Kept with a reference to `seg`, so that
-        another tensor, or this one changed in place, is never taken for it."""
+        and at 256x256 a batch of 16 takes about 0.24 s. Kept with a weak reference to `seg` and
+        its version, so that another tensor, or this one changed in place, is never taken for it.
+        Synthesis (inference mode, whose tensors have no version) calls once per batch: no memo."""
+        if seg.is_inference():
+            return distance_maps(seg.argmax(1))
         last = self._last_distance_maps
-        if last is None or last[0] is not seg or last[1] != seg._version:
-            last = self._last_distance_maps = (seg, seg._version, distance_maps(seg.argmax(1)))
+        if last is None or last[0]() is not seg or last[1] != seg._version:
+            last = self._last_distance_maps = (weakref.ref(seg), seg._version, distance_maps(seg.argmax(1)))
         return last[2]
 
 
