@@ -30,14 +30,13 @@ def launcher(training: Processes) -> str:
     """The command that runs `-m pipeline.train`."""
     if training.world_size == 1:
         return "python"
-    # On SIGTERM torchrun forwards it and SIGKILLs the workers after --shutdown-timeout (30 s by
-    # default): rank 0 needs longer to finish its step and save the checkpoint (the SLURM
-    # profile's --signal=TERM@300 leaves it 5 minutes).
+    # torchrun as pipeline.torchrun starts it: with time for rank 0 to save after a SIGTERM where
+    # the job's torch lets that be set (checked where the job runs, not here).
+    torchrun = "python -m pipeline.torchrun"
     if training.nodes == 1:
-        return f"torchrun --standalone --nproc-per-node {training.gpus} --shutdown-timeout 240"
+        return f"{torchrun} --standalone --nproc-per-node {training.gpus}"
     return (
-        f"srun --ntasks-per-node=1 torchrun --nnodes {training.nodes} --nproc-per-node {training.gpus}"
-        " --shutdown-timeout 240"
+        f"srun --ntasks-per-node=1 {torchrun} --nnodes {training.nodes} --nproc-per-node {training.gpus}"
         " --rdzv-backend c10d --rdzv-id $SLURM_JOB_ID"
         " --rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):29400"
     )

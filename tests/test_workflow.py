@@ -3,6 +3,7 @@ real run of the data rule against a loopback FFHQ mirror."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import re
 import subprocess
@@ -25,7 +26,7 @@ from support import (
     snakemake,
 )
 
-from pipeline import launch
+from pipeline import launch, torchrun
 from pipeline.config import ModelConfig, resolve
 from pipeline.data.split import read_split
 from pipeline.files import file_digest
@@ -233,8 +234,9 @@ def test_cli_error_is_one_line_naming_the_key_and_writes_nothing(tmp_path):
     "training, launcher",
     [
         ({}, "python -m pipeline.train "),
-        ({"gpus": 4}, "torchrun --standalone --nproc-per-node 4 --shutdown-timeout 240 -m pipeline.train "),
-        ({"gpus": 4, "nodes": 2}, "srun --ntasks-per-node=1 torchrun --nnodes 2 --nproc-per-node 4 --shutdown-timeout 240 --rdzv-backend c10d"),
+        ({"gpus": 4}, "python -m pipeline.torchrun --standalone --nproc-per-node 4 -m pipeline.train "),
+        ({"gpus": 4, "nodes": 2},
+         "srun --ntasks-per-node=1 python -m pipeline.torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d"),
     ],
 )
 def test_the_train_rule_launches_one_process_or_torchrun_per_node(tmp_path, training, launcher):
@@ -249,6 +251,21 @@ def test_the_train_rule_launches_one_process_or_torchrun_per_node(tmp_path, trai
     assert launcher in command
     if training.get("nodes", 1) > 1:
         assert "--rdzv-id $SLURM_JOB_ID" in command and "scontrol show hostnames $SLURM_JOB_NODELIST" in command
+
+
+def test_torchrun_gets_the_shutdown_timeout_only_where_it_accepts_one(monkeypatch):
+    """An older torchrun has no --shutdown-timeout and stops at once when given one."""
+    assert torchrun.arguments(["--standalone", "-m", "pipeline.train"]) == [
+        "--shutdown-timeout", str(torchrun.SHUTDOWN_TIMEOUT_S), "--standalone", "-m", "pipeline.train"]  # fmt: skip
+    older = argparse.ArgumentParser()
+    older.add_argument("--standalone", action="store_true")
+    older.add_argument("training_script")
+    monkeypatch.setattr(torchrun.run, "get_args_parser", lambda: older)
+    assert torchrun.arguments(["--standalone", "-m", "pipeline.train"]) == ["--standalone", "-m", "pipeline.train"]
+    # SLURM's warning before the time limit leaves torchrun's grace and a minute to spare.
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    warning = int(re.search(r"--signal=TERM@(\d+)", profile["set-resources"]["train"]["slurm_extra"])[1])
+    assert warning >= torchrun.SHUTDOWN_TIMEOUT_S + 60
 
 
 @pytest.mark.parametrize(
