@@ -23,9 +23,11 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-# How long a collective waits for a process that does not come (a dead rank is also noticed by
-# torchrun, which then stops the others).
-TIMEOUT = datetime.timedelta(minutes=10)
+# How long a collective waits for a process that does not come. The first waits while each node's
+# first process loads the training images for its node (FFHQ's 70,000 faces: minutes, and nodes
+# finish apart), so this covers loading, not only a step; a process that dies is noticed at once by
+# torchrun, which stops the others, so the wait only bounds one that hangs.
+TIMEOUT = datetime.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
