@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
+# Seconds torchrun gives its workers to stop after a SIGTERM before it kills them: within the SLURM
+# profile's warning before the time limit (--signal=TERM@300, workflow/profiles/slurm/config.yaml).
+SHUTDOWN_TIMEOUT_S = 240
+
 
 class Processes(Protocol):
     """The settings of pipeline.config.TrainingConfig that say where a model trains."""
@@ -30,13 +34,18 @@ def launcher(training: Processes) -> str:
     """The command that runs `-m pipeline.train`."""
     if training.world_size == 1:
         return "python"
-    # torchrun as pipeline.torchrun starts it: with time for rank 0 to save after a SIGTERM where
-    # the job's torch lets that be set (checked where the job runs, not here).
-    torchrun = "python -m pipeline.torchrun"
+    # On SIGTERM torchrun forwards it and kills the workers after its shutdown timeout (30 s by
+    # default); rank 0 needs longer to finish its step and save the checkpoint. Set through the
+    # environment, which a torchrun older than its --shutdown-timeout option (March 2026) ignores:
+    # given the option, that one stops at once ("unrecognized arguments").
+    grace = f"TORCH_ELASTIC_SHUTDOWN_TIMEOUT={SHUTDOWN_TIMEOUT_S}"
     if training.nodes == 1:
-        return f"{torchrun} --standalone --nproc-per-node {training.gpus}"
+        return f"{grace} torchrun --standalone --nproc-per-node {training.gpus}"
+    # --kill-on-bad-exit: a node whose torchrun fails ends the job, instead of leaving the other
+    # nodes waiting for it in a collective until the process group's timeout.
     return (
-        f"srun --ntasks-per-node=1 {torchrun} --nnodes {training.nodes} --nproc-per-node {training.gpus}"
+        f"{grace} srun --kill-on-bad-exit=1 --ntasks-per-node=1 torchrun --nnodes {training.nodes}"
+        f" --nproc-per-node {training.gpus}"
         " --rdzv-backend c10d --rdzv-id $SLURM_JOB_ID"
         " --rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1):29400"
     )

@@ -3,7 +3,6 @@ real run of the data rule against a loopback FFHQ mirror."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import re
 import subprocess
@@ -26,7 +25,7 @@ from support import (
     snakemake,
 )
 
-from pipeline import launch, torchrun
+from pipeline import launch
 from pipeline.config import ModelConfig, resolve
 from pipeline.data.split import read_split
 from pipeline.files import file_digest
@@ -234,9 +233,10 @@ def test_cli_error_is_one_line_naming_the_key_and_writes_nothing(tmp_path):
     "training, launcher",
     [
         ({}, "python -m pipeline.train "),
-        ({"gpus": 4}, "python -m pipeline.torchrun --standalone --nproc-per-node 4 -m pipeline.train "),
+        ({"gpus": 4}, "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=240 torchrun --standalone --nproc-per-node 4 -m pipeline.train "),
         ({"gpus": 4, "nodes": 2},
-         "srun --ntasks-per-node=1 python -m pipeline.torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d"),
+         "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=240 srun --kill-on-bad-exit=1 --ntasks-per-node=1 torchrun --nnodes 2 "
+         "--nproc-per-node 4 --rdzv-backend c10d"),
     ],
 )
 def test_the_train_rule_launches_one_process_or_torchrun_per_node(tmp_path, training, launcher):
@@ -253,19 +253,12 @@ def test_the_train_rule_launches_one_process_or_torchrun_per_node(tmp_path, trai
         assert "--rdzv-id $SLURM_JOB_ID" in command and "scontrol show hostnames $SLURM_JOB_NODELIST" in command
 
 
-def test_torchrun_gets_the_shutdown_timeout_only_where_it_accepts_one(monkeypatch):
-    """An older torchrun has no --shutdown-timeout and stops at once when given one."""
-    assert torchrun.arguments(["--standalone", "-m", "pipeline.train"]) == [
-        "--shutdown-timeout", str(torchrun.SHUTDOWN_TIMEOUT_S), "--standalone", "-m", "pipeline.train"]  # fmt: skip
-    older = argparse.ArgumentParser()
-    older.add_argument("--standalone", action="store_true")
-    older.add_argument("training_script")
-    monkeypatch.setattr(torchrun.run, "get_args_parser", lambda: older)
-    assert torchrun.arguments(["--standalone", "-m", "pipeline.train"]) == ["--standalone", "-m", "pipeline.train"]
-    # SLURM's warning before the time limit leaves torchrun's grace and a minute to spare.
+def test_slurms_warning_before_the_time_limit_leaves_torchruns_grace_and_a_minute():
+    """Rank 0 saves within torchrun's shutdown timeout after a SIGTERM, which SLURM sends a set
+    time before the job's limit (the profile's --signal=TERM@N)."""
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     warning = int(re.search(r"--signal=TERM@(\d+)", profile["set-resources"]["train"]["slurm_extra"])[1])
-    assert warning >= torchrun.SHUTDOWN_TIMEOUT_S + 60
+    assert warning >= launch.SHUTDOWN_TIMEOUT_S + 60
 
 
 @pytest.mark.parametrize(
