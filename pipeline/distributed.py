@@ -16,6 +16,7 @@ One source of truth, the process group: `start` begins it and returns this proce
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from dataclasses import dataclass
@@ -28,6 +29,19 @@ import torch.distributed as dist
 # finish apart), so this covers loading, not only a step; a process that dies is noticed at once by
 # torchrun, which stops the others, so the wait only bounds one that hangs.
 TIMEOUT = datetime.timedelta(hours=1)
+# torchrun's wait between forwarding a SIGTERM to its workers and killing them, where it is not set.
+TORCHRUN_DEFAULT_GRACE_S = 30
+
+
+def torchrun_grace_s() -> int:
+    """Seconds the installed torchrun gives its workers to stop after a SIGTERM: the environment's
+    TORCH_ELASTIC_SHUTDOWN_TIMEOUT (which the train rule sets) where this torch reads it, that is
+    where its launcher has a shutdown timeout (torch 2.11 has none), else the fixed 30."""
+    from torch.distributed.launcher.api import LaunchConfig
+
+    if "shutdown_timeout" not in {field.name for field in dataclasses.fields(LaunchConfig)}:
+        return TORCHRUN_DEFAULT_GRACE_S
+    return int(os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", TORCHRUN_DEFAULT_GRACE_S))
 
 
 @dataclass(frozen=True)

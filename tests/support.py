@@ -23,6 +23,7 @@ import yaml
 from PIL import Image
 from pytorch_fid.inception import FID_WEIGHTS_URL
 
+from pipeline import launch
 from pipeline.config import ModelConfig, resolve
 from pipeline.labelmaps import CLASS_NAMES
 from pipeline.layout import parse_replicate
@@ -221,11 +222,12 @@ def run_training(
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
     launcher = launcher if processes > 1 else []
+    grace = {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(launch.SHUTDOWN_TIMEOUT_S)}  # as the train rule starts torchrun
     return subprocess.Popen(
         [sys.executable, *launcher, "-m", "pipeline.train", "--configfile", "config.yaml", "--model", model,
          "--manifests", "shard.csv", "--out-dir", "out", "--threads", str(processes)],
         cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **grace}, start_new_session=True,
     )
 
 

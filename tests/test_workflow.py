@@ -4,6 +4,7 @@ real run of the data rule against a loopback FFHQ mirror."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from support import (
     snakemake,
 )
 
-from pipeline import launch
+from pipeline import distributed, launch
 from pipeline.config import ModelConfig, resolve
 from pipeline.data.split import read_split
 from pipeline.files import file_digest
@@ -251,6 +252,21 @@ def test_the_train_rule_launches_one_process_or_torchrun_per_node(tmp_path, trai
     assert launcher in command
     if training.get("nodes", 1) > 1:
         assert "--rdzv-id $SLURM_JOB_ID" in command and "scontrol show hostnames $SLURM_JOB_NODELIST" in command
+
+
+def test_torchruns_grace_is_the_rules_setting_where_torch_reads_it_else_30_seconds(monkeypatch):
+    from torch.distributed.launcher import api
+
+    monkeypatch.setenv("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(launch.SHUTDOWN_TIMEOUT_S))
+    assert distributed.torchrun_grace_s() == launch.SHUTDOWN_TIMEOUT_S  # the pinned torch reads it
+
+    @dataclasses.dataclass
+    class LaunchConfigWithoutShutdownTimeout:  # as torch 2.11's launcher is
+        min_nodes: int
+        max_nodes: int
+
+    monkeypatch.setattr(api, "LaunchConfig", LaunchConfigWithoutShutdownTimeout)
+    assert distributed.torchrun_grace_s() == 30
 
 
 def test_slurms_warning_before_the_time_limit_leaves_torchruns_grace_and_a_minute():
