@@ -12,6 +12,19 @@ from support import L_EYE, R_EYE, SKIN, face_images, shared_dir, shared_root
 from pipeline.labelmaps import write_label
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test marked gpu skips, saying why, where no CUDA device is visible (asked for with -m gpu
+    on a CPU machine, as the GPU check's CPU mode does), rather than failing on the first CUDA call."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in gpu_tests:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device: torch.cuda.is_available() is False here"))
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """../shared with its offline FFHQ sample (test use only, never committed); the test skips,
