@@ -109,11 +109,12 @@ def test_label_map_is_a_palette_png_of_class_indices_with_provenance(seeded_weig
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_fp16_label_maps_agree_with_cpu_fp32(seeded_weights, faces, tmp_path):
+def test_cuda_fp16_label_maps_agree_with_cpu_fp32(seeded_weights, faces, tmp_path, record_property):
     cpu = parse_to(tmp_path / "cpu", FaceParser(seeded_weights, 512, device="cpu"), faces[:4])
     cuda = parse_to(tmp_path / "cuda", FaceParser(seeded_weights, 512, device="cuda", amp=True), faces[:4], workers=2)
-    for a, b in zip(cpu, cuda):
-        assert (read_label(a) == read_label(b)).mean() >= 0.99
+    agreement = [(read_label(a) == read_label(b)).mean() for a, b in zip(cpu, cuda)]
+    record_property("min_pixel_agreement", float(min(agreement)))  # the GPU check reports it
+    assert min(agreement) >= 0.99
 
 
 # --- resuming and errors -------------------------------------------------------------------

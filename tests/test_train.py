@@ -339,7 +339,7 @@ def uninterrupted(pairs, tmp_path_factory):
      ("sigterm", "oasis")],
 )
 def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(
-    pairs, uninterrupted, tmp_path, how, model, device
+    pairs, uninterrupted, tmp_path, how, model, device, record_property
 ):
     """SIGTERM and SIGINT (Ctrl-C) save a checkpoint at the end of the step; SIGKILL leaves the
     last periodic one; a model's further training run (spade_vae#1) resumes as its first does, to
@@ -370,6 +370,9 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(
     assert second.returncode == 0, stderr
     assert (f"resumed from step {stopped_at} (" if how != "sigkill" else "resumed from step") in stderr
     a, b = uninterrupted(model, device), final_weights(interrupted)
+    differences = [(b[part][key] - a[part][key]).abs().max().item() for part in ("generator", "encoder")
+                   for key in a[part] or {}]  # fmt: skip
+    record_property("resumed_max_abs_difference", max(differences))  # the GPU check reports it
     for part in ("generator", "encoder"):
         for key in a[part] or {}:
             if device == "cpu":
@@ -419,7 +422,7 @@ def test_bf16_first_steps_follow_fp32_on_the_cpu(name):
 @pytest.mark.parametrize("device", [pytest.param("cpu", marks=pytest.mark.slow),
                                     pytest.param("cuda", marks=pytest.mark.gpu)])  # fmt: skip
 @pytest.mark.parametrize("name", ["spade", "spade_vae"])
-def test_bf16_training_follows_fp32(name, device):
+def test_bf16_training_follows_fp32(name, device, record_property):
     """bf16 autocast against fp32 from the same seed. The first step, from the same weights, must
     give every loss within 2 % (bf16 keeps 8 bits of mantissa; sigma, norm statistics and the
     loss reductions stay fp32). After that a GAN amplifies any rounding: over 100 steps, each
@@ -429,6 +432,7 @@ def test_bf16_training_follows_fp32(name, device):
     fp32 = run_losses(name, device, amp=False, channels_last=False, steps=100)
     bf16 = run_losses(name, device, amp=True, channels_last=False, steps=100)
     assert np.isfinite(bf16).all()
+    record_property("first_step_max_relative_difference", float((np.abs(bf16[0] - fp32[0]) / np.abs(fp32[0])).max()))
     np.testing.assert_allclose(bf16[0], fp32[0], rtol=0.02, atol=1e-3)
 
     rounding = run_losses(name, device, amp=False, channels_last=True, steps=100)
