@@ -30,6 +30,7 @@ script cannot rot between GPU runs; the default test suite runs it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
 import json
@@ -48,8 +49,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GPU_TEST_FILES = ["tests/test_train.py", "tests/test_models.py", "tests/test_synthesize_and_table.py",
-                  "tests/test_parse.py", "tests/test_fid.py"]  # fmt: skip
+# The test files holding tests marked gpu, the quickest first (tests/test_gpu_check.py checks the list).
+GPU_TEST_FILES = ["tests/test_models.py", "tests/test_synthesize_and_table.py", "tests/test_parse.py",
+                  "tests/test_fid.py", "tests/test_train.py"]  # fmt: skip
 # In this order (the longest first: with --cpu two run at a time).
 PARTS = ["install", "train_resume", "torchrun", "gpu_tests", "side_by_side_bf16", "side_by_side_fp32",
          "fid_throughput", "parse_throughput"]  # fmt: skip
@@ -67,11 +69,13 @@ class Sizes:
                               "--rounds", "1", "--steps", "1"] if cpu else
                              ["--resolution", "256", "--batch-size", "16", "--ngf", "64", "--vgg", "on", "--warmup",
                               "3", "--rounds", "3", "--steps", "5"])  # fmt: skip
-        self.train_steps, self.train_stop_at = (4, 2) if cpu else (300, 150)
+        self.train_steps, self.train_stop_at = (6, 2) if cpu else (300, 150)
         self.torchrun_steps = 2 if cpu else 20
         self.train_ngf, self.train_resolution = (8, 64) if cpu else (16, 64)
         self.images, self.image_side, self.parse_size = (4, 128, 128) if cpu else (256, 1024, 512)
         self.distinct_images = 2 if cpu else 16  # drawn; the rest of the throughput parts' images are copies
+        # Each part's limit, and the whole check's: a command on the GPU node may run 10 minutes.
+        self.total = 240 if cpu else 530
         self.limits = ({"install": 60, "gpu_tests": 60, "side_by_side_bf16": 60, "side_by_side_fp32": 60,
                         "train_resume": 60, "parse_throughput": 60, "fid_throughput": 60, "torchrun": 60} if cpu else
                        {"install": 30, "gpu_tests": 180, "side_by_side_bf16": 60, "side_by_side_fp32": 60,
@@ -82,7 +86,9 @@ class Report:
     """OUT/gpu_check.json, rewritten (whole, atomically) as each part ends, and OUT/gpu_check.log,
     each process's command and output together (parts may run side by side: --cpu)."""
 
-    def __init__(self, out: Path, header: dict) -> None:
+    def __init__(self, out: Path, header: dict, seconds: float) -> None:
+        """`seconds`: the whole check's time, which no part's limit may run past."""
+        self.deadline = time.monotonic() + seconds
         out.mkdir(parents=True, exist_ok=True)
         self.path, self.log = out / "gpu_check.json", out / "gpu_check.log"
         self.data = {**header, "parts": {}}
@@ -99,22 +105,52 @@ class Report:
         with self.lock, open(self.log, "a") as f:
             f.write(text if text.endswith("\n") else text + "\n")
 
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
     def part(self, name: str, result: dict) -> None:
         with self.lock:
             self.data["parts"][name] = result
             self.write()
 
 
-def run(report: Report, name: str, command: list[str], limit: float, **kwargs) -> tuple[dict, str]:
-    """One process of a part under its limit: {"status", "seconds"} and its output (in the log too)."""
-    started = time.monotonic()
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process under it, from /proc: also those that began sessions of their own
+    (torchrun's workers, the tests' training runs), which killing a process group would miss."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(child for child, parent in parents.items() if parent == tree[-1])
+    return tree
+
+
+def finish(process: subprocess.Popen, limit: float) -> tuple[str, bool]:
+    """The process's output once it ends, or once `limit` seconds pass and it and everything it
+    started are killed (so that nothing of this part runs on into the next one's figures)."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=limit, cwd=REPO, **kwargs)
-        status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
-        output = done.stdout + done.stderr
-    except subprocess.TimeoutExpired as err:
-        status = f"timed out after {limit:.0f} s"
-        output = (err.stdout or b"").decode(errors="replace") + (err.stderr or b"").decode(errors="replace")
+        return process.communicate(timeout=max(1.0, limit))[0], False
+    except subprocess.TimeoutExpired:
+        for pid in process_tree(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return process.communicate()[0], True
+
+
+def run(report: Report, name: str, command: list[str], limit: float, **kwargs) -> tuple[dict, str]:
+    """One process of a part under its limit (cut to what is left of the check's time): {"status",
+    "seconds"} and its output, stdout and stderr together (in the log too)."""
+    started, limit = time.monotonic(), min(limit, report.time_left())
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               **kwargs)  # fmt: skip
+    output, timed_out = finish(process, limit)
+    status = (f"timed out after {limit:.0f} s" if timed_out else
+              "ok" if process.returncode == 0 else f"failed (exit {process.returncode})")  # fmt: skip
     report.note(f"=== {name}: {' '.join(command)}\n{output}")
     return {"status": status, "seconds": round(time.monotonic() - started, 1)}, output
 
@@ -139,7 +175,9 @@ def install(report: Report, sizes: Sizes, wheels: Path | None, site: Path) -> di
     the node's own environment, which may be read-only and keeps its torch and torchvision."""
     if wheels is None:
         return {"status": "skipped", "why": "no --wheels: the packages are taken as installed"}
-    files = sorted(str(path) for path in wheels.glob("*.whl"))
+    files = sorted(str(path) for path in wheels.resolve().glob("*.whl"))
+    if not files:
+        return {"status": f"failed (no wheels in {wheels})"}
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile", "--target",
            str(site)]  # fmt: skip
     result, _ = run(report, "install", [*pip, *files], sizes.limits["install"])
@@ -149,26 +187,36 @@ def install(report: Report, sizes: Sizes, wheels: Path | None, site: Path) -> di
 
 
 def gpu_tests(report: Report, sizes: Sizes, scratch: Path) -> dict:
-    """Counts from pytest's verbose lines, which a run cut short by the limit has printed too; from
-    its JUnit file, when it finished, what the tests measured (record_property: how far CUDA's
-    results are from the CPU's, which the tests' tolerances are sized from)."""
-    junit = scratch / "gpu_tests.xml"
-    result, output = run(report, "gpu_tests", [sys.executable, "-m", "pytest", "-v", "-m", "gpu", "-p",
-                                               "no:cacheprovider", f"--junitxml={junit}", *GPU_TEST_FILES],
-                         sizes.limits["gpu_tests"])  # fmt: skip
-    if result["status"] == "failed (exit 5)":  # pytest's "no tests collected": none selected on this machine
-        result["status"] = "ok"
-    outcomes = re.findall(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)", output, re.M)
+    """`pytest -m "gpu and not slow"` (torch.compile's test compiles for minutes), on a GPU a file
+    at a time, the quickest first, so that the part's limit cuts the slowest file short, not every
+    file's results (on the CPU, where they skip, in one run). Counts from pytest's verbose lines, which a run cut short has printed too; from
+    each finished file's JUnit file, what the tests measured (record_property: how far CUDA's
+    results are from the CPU's, which their tolerances are sized from)."""
+    started, limit = time.monotonic(), sizes.limits["gpu_tests"]
+    result: dict = {"status": "ok", "files": {}, "not_passed": [], "measured": {}}
+    outcomes: list[str] = []
+    for index, test_files in enumerate([GPU_TEST_FILES] if sizes.device == "cpu" else [[f] for f in GPU_TEST_FILES]):
+        junit, test_file = scratch / f"gpu_tests_{index}.xml", " ".join(test_files)
+        done, output = run(report, f"gpu_tests {test_file}", [sys.executable, "-m", "pytest", "-v", "-m",
+                           "gpu and not slow", "-p", "no:cacheprovider", f"--junitxml={junit}", *test_files],
+                           limit - (time.monotonic() - started))  # fmt: skip
+        found = re.findall(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)", output, re.M)
+        outcomes += [outcome for _, outcome in found]
+        result["not_passed"] += [test for test, outcome in found if outcome in ("FAILED", "ERROR")]
+        # exit 1: some failed (counted); 5: none collected on this machine
+        if done["status"] not in ("ok", "failed (exit 1)", "failed (exit 5)") and result["status"] == "ok":
+            result["status"] = f"{test_file}: {done['status']}"
+        result["files"][test_file] = done
+        if junit.exists():
+            result["measured"].update({
+                case.get("name"): {item.get("name"): item.get("value") for item in case.iter("property")}
+                for case in ElementTree.parse(junit).getroot().iter("testcase") if case.find("properties") is not None
+            })  # fmt: skip
     for outcome in ("PASSED", "FAILED", "ERROR", "SKIPPED"):
-        result[outcome.lower()] = sum(found == outcome for _, found in outcomes)
-    result["not_passed"] = [test for test, found in outcomes if found in ("FAILED", "ERROR")]
-    if junit.exists():
-        result["measured"] = {
-            case.get("name"): {item.get("name"): item.get("value") for item in case.iter("property")}
-            for case in ElementTree.parse(junit).getroot().iter("testcase")
-            if case.find("properties") is not None
-        }
-    return result
+        result[outcome.lower()] = outcomes.count(outcome)
+    if result["not_passed"] and result["status"] == "ok":
+        result["status"] = f"failed ({len(result['not_passed'])} tests)"
+    return {**result, "seconds": round(time.monotonic() - started, 1)}
 
 
 def side_by_side(report: Report, sizes: Sizes, amp: str, reference: Path) -> dict:
@@ -181,8 +229,8 @@ def side_by_side(report: Report, sizes: Sizes, amp: str, reference: Path) -> dic
         found = re.search(rf"^\s*{name}: +([\d.]+) img/s.*peak ([\d,]+) MB", output, re.M)
         if found:
             result[f"{name}_img_per_s"], result[f"{name}_peak_mb"] = float(found[1]), int(found[2].replace(",", ""))
-    if output.startswith("skipped:"):
-        return {**result, "status": "skipped", "why": output.strip()}
+    if output.startswith("skipped:"):  # NVlabs' code not found: the figure this check is for is missing
+        return {**result, "status": "failed (" + output.strip() + ")"}
     ratio = re.search(r"ratio: ([\d.]+) x", output)
     if ratio:
         result["ratio"] = float(ratio[1])
@@ -233,16 +281,12 @@ def train_resume(report: Report, sizes: Sizes, scratch: Path) -> dict:
     config, out = training_config(scratch, sizes, sizes.train_steps), scratch / "train_resume"
     command = [sys.executable, "-m", "pipeline.train", "--configfile", str(config), "--model", "spade", "--manifests",
                *manifests, "--out-dir", str(out), "--threads", str(sizes.threads)]  # fmt: skip
-    started, limit = time.monotonic(), sizes.limits["train_resume"]
+    started, limit = time.monotonic(), min(sizes.limits["train_resume"], report.time_left())
     first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     while first.poll() is None and len(logged_steps(out)) < sizes.train_stop_at and time.monotonic() - started < limit:
         time.sleep(0.05)
     first.send_signal(signal.SIGTERM)
-    try:
-        output, _ = first.communicate(timeout=max(1.0, limit - (time.monotonic() - started)))
-    except subprocess.TimeoutExpired:
-        first.kill()
-        output, _ = first.communicate()
+    output, _ = finish(first, limit - (time.monotonic() - started))
     report.note(f"=== train_resume: {' '.join(command)} (SIGTERM after step {sizes.train_stop_at})\n{output}")
     stopped_at = len(logged_steps(out))
     rest = limit - (time.monotonic() - started)
@@ -276,7 +320,7 @@ def parse_throughput(report: Report, sizes: Sizes, images: Path) -> dict:
                "--size", str(sizes.parse_size), "--device", sizes.device, "--workers", str(sizes.workers),
                "--batch-size", str(min(16, sizes.images))]  # fmt: skip
     result, output = run(report, "parse_throughput", command, sizes.limits["parse_throughput"])
-    figures = re.search(r"^\{.*\}$", output, re.M | re.S)
+    figures = re.search(r"^\{.*\}$", output, re.M)
     if figures:
         result.update(json.loads(figures[0]))
     return result
@@ -372,7 +416,7 @@ def main() -> None:
     parser.add_argument("--wheels", type=Path, help="a folder of wheels to install first (benchmarks/gpu_wheels.sh)")
     shared = Path(os.environ.get("PIPELINE_SHARED", REPO.parent / "shared"))
     parser.add_argument("--reference", type=Path, default=shared / "reference",
-                        help="the folder holding NVlabs' code (nvlabs-spade/)")  # fmt: skip
+                        help="a folder named reference holding NVlabs' code (nvlabs-spade/), as ../shared's")  # fmt: skip
     parser.add_argument("--part", choices=["fid", "collective"], help=argparse.SUPPRESS)
     parser.add_argument("--images", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--device", help=argparse.SUPPRESS)
@@ -390,7 +434,8 @@ def main() -> None:
     sizes = Sizes(args.cpu)
     if args.cpu:
         os.environ["OMP_NUM_THREADS"] = str(sizes.threads)  # every part's torch, as for training
-    report = Report(args.out, environment(args.cpu))
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the CPU mode's figures are the CPU's, also on a GPU machine
+    report = Report(args.out, environment(args.cpu), sizes.total)
     with tempfile.TemporaryDirectory() as tmp:
         # The checkout, then what the install part installs, here and in every part's process.
         site = Path(tmp) / "site"

@@ -117,7 +117,7 @@ def test_two_processes_take_the_step_one_process_takes(tmp_path, name):
     small. Without synced batch norm the losses already differ (docs/benchmarks.md, several processes)."""
     one_step(0, 1, name, 0, str(tmp_path / "one.pt"))
     mp.spawn(one_step, args=(2, name, 29400 + os.getpid() % 500, str(tmp_path / "two.pt")), nprocs=2)
-    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    one, two = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("one", "two"))
     torch.testing.assert_close(two["losses"], one["losses"], rtol=1e-10, atol=1e-12)
     assert one["grads"].keys() == two["grads"].keys()
     for network in ("G", "D", "E"):
