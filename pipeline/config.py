@@ -20,6 +20,7 @@ import copy
 import enum
 import functools
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -313,6 +314,7 @@ class TrainingConfig:
     replicate: int = setting(column=True, added_later=True, default=0)
     lambda_labelmix: float = setting(added_later=True, default=10.0)
     ema_decay: float | None = setting(added_later=True, default=None)
+    tensorboard: bool = setting(Role.OPERATIONAL, added_later=True, default=False)
 
     @classmethod
     def defaults(cls) -> "TrainingConfig":
@@ -418,6 +420,12 @@ class ModelConfig:
                     if value != getattr(base, item.name):
                         changed[item.name] = value
         return changed
+
+    def check_packages(self) -> None:
+        """The optional packages the settings ask for are installed."""
+        if self.training.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError(f"config key training.tensorboard (model {self.name}): needs the tensorboard package; "
+                              "install it with pip install -e '.[tensorboard]'")
 
     def check_resolution(self) -> None:
         """The working resolution must be a multiple of the model's total stride."""

@@ -47,6 +47,11 @@ class RunFiles:
     def log(self) -> Path:
         return self.folder / "train_log.csv"
 
+    @property
+    def resumes(self) -> Path:
+        """The steps the run resumed from, one row each (the running log keeps no trace of them)."""
+        return self.folder / "resumes.csv"
+
     def samples(self, step: int) -> Path:
         return self.folder / "samples" / f"step_{step:08d}.png"
 

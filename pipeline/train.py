@@ -89,7 +89,7 @@ def train_loop(trainer: Trainer, data: PairedFaces, checkpoints: Checkpoints, ru
     sample grid every sample_every steps, and a checkpoint every checkpoint_every steps, at the
     last step and when a signal asks to stop; then every process exits with the signal's status."""
     cfg, world = trainer.cfg, trainer.world
-    running_log = TrainingLog(run.log, trainer.objective.LOSSES, trainer.objective.FAKE_LOSS, name)
+    running_log = TrainingLog(run, trainer.objective.LOSSES, trainer.objective.FAKE_LOSS, name, cfg.tensorboard)
     with (
         stop_requests() as stop_requested,
         running_log.resumed(trainer.step) if world.main else contextlib.nullcontext(),
@@ -110,7 +110,7 @@ def train_loop(trainer: Trainer, data: PairedFaces, checkpoints: Checkpoints, ru
                 running_log.write(step, values, trainer.learning_rates(), img_per_s)
                 bar.update()
                 if step % cfg.sample_every == 0 or step == cfg.iterations:
-                    write_samples(*sample, run.samples(step))
+                    running_log.samples(step, write_samples(*sample, run.samples(step)))
                 if step % cfg.checkpoint_every == 0 or step == cfg.iterations or stop:
                     checkpoints.save(trainer.state_dict(), step)
             if stop:
@@ -359,11 +359,13 @@ class Checkpoints:
             old.unlink()
 
 
-def write_samples(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, path: Path) -> None:
-    """Rows: colourised label map, real image, fake image; one column per sample."""
+def write_samples(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, path: Path) -> np.ndarray:
+    """Rows: colourised label map, real image, fake image; one column per sample. Returns the grid."""
     n = min(SAMPLES_IN_GRID, len(labels))
     rows = [colorize(labels[:n].cpu().numpy()), to_uint8_images(real[:n]), to_uint8_images(fake[:n])]
-    save_png(np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0), path)
+    grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
+    save_png(grid, path)
+    return grid
 
 
 @contextlib.contextmanager
@@ -420,6 +422,7 @@ def main() -> None:
         model.check_resolution()
     else:
         model = ModelConfig.from_json(args.model_json)
+    model.check_packages()
     # Under torchrun the job's threads are shared by the node's processes, and one of them speaks.
     torch.set_num_threads(max(1, args.threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     if int(os.environ.get("RANK", "0")) != 0:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import subprocess
+import sys
 from dataclasses import MISSING, fields
 
 import pytest
@@ -231,3 +233,27 @@ def test_the_run_key_of_a_default_model_is_what_its_checkpoints_are_filed_under(
     assert ModelConfig.from_config(resolve(), "spade").run_key() == "2b999f365134"
     demo = load(REPO / "workflow" / "demo" / "config.yaml")
     assert ModelConfig.from_config(demo, "spade").run_key() == "6baa4907a91a"
+
+
+def test_tensorboard_without_its_package_is_a_config_error_saying_how_to_install_it(monkeypatch, tmp_path):
+    import importlib.util
+
+    config = resolve({"models": {"spade": {"training": {"tensorboard": True}}}, "compare": ["spade"]})
+    model = ModelConfig.from_config(config, "spade")
+    model.check_packages()  # installed with the test extra
+    assert ModelConfig.from_config(resolve({}), "spade").training.tensorboard is False
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else found(name, *a))
+    with pytest.raises(ConfigError, match=r"^config key training\.tensorboard \(model spade\): .*pip install -e "
+                                          r"'\.\[tensorboard\]'$"):  # fmt: skip
+        model.check_packages()
+    # The workflow says so before any job runs.
+    layer = tmp_path / "tensorboard.yaml"
+    layer.write_text(yaml.safe_dump({"models": {"spade": {"training": {"tensorboard": True}}}, "compare": ["spade"]}))
+    done = subprocess.run(
+        [sys.executable, "-c", "import importlib.util as u, sys; f = u.find_spec; "
+         "u.find_spec = lambda n, *a: None if n == 'tensorboard' else f(n, *a); "
+         f"from snakemake.cli import main; sys.argv = ['snakemake', '-n', '--configfile={layer}']; main()"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode != 0 and "training.tensorboard (model spade)" in done.stdout + done.stderr

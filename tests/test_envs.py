@@ -79,10 +79,11 @@ def dependency_versions(env: dict) -> dict[str, str]:
 
 
 def pyproject_pins() -> dict[str, str]:
-    """pyproject.toml's runtime dependencies: conda-forge name -> pinned version."""
+    """pyproject.toml's runtime dependencies and its optional `tensorboard` one (the torch env
+    holds it for training.tensorboard): conda-forge name -> pinned version."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pins = {}
-    for dep in project["dependencies"]:
+    for dep in [*project["dependencies"], *project["optional-dependencies"]["tensorboard"]]:
         name, version = dep.split("==")
         pins[CONDA_NAMES.get(name, name)] = version
     return pins

@@ -385,6 +385,34 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(
         assert any(not torch.equal(first_run[key], b["generator"][key]) for key in first_run)
 
 
+def test_tensorboard_curves_of_a_killed_and_resumed_run_have_each_step_once_in_order(pairs, tmp_path):
+    """training.tensorboard: the logged values and sample grids as event files in the run's folder.
+    Killed after step 5 with its checkpoint at 3, the run takes steps 4 and 5 again; TensorBoard's
+    reader shows each step once (what the killed attempt wrote after 3 is purged)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first = run_training(tmp_path, pairs, iterations=8, model="spade", checkpoint_every=3, sample_every=4,
+                         tensorboard=True)  # fmt: skip
+    wait_for_log_rows(tmp_path, 5, first)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=60)
+    second = run_training(tmp_path, pairs, iterations=8, model="spade", sample_every=4, tensorboard=True)
+    _, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0 and "resumed from step 3 (" in stderr, stderr
+    (run,) = (tmp_path / "out" / "runs").iterdir()
+    assert len(list(run.glob("events.out.tfevents.*"))) == 2  # one per attempt
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"loss/G_gan", "loss/D_fake", "learning_rate/G", "speed/img_per_s", "health/fake_spread"} <= set(tags["scalars"])
+    for tag in tags["scalars"]:
+        assert [event.step for event in events.Scalars(tag)] == list(range(1, 9)), tag
+    assert [event.step for event in events.Images("samples")] == [4, 8]
+    logged = [float(row["G_gan"]) for row in read_log(tmp_path / "out" / "train_log.csv")]
+    np.testing.assert_allclose([event.value for event in events.Scalars("loss/G_gan")], logged, rtol=1e-5)
+    assert (run / "resumes.csv").read_text().split() == ["step", "3"]
+
+
 # --- bf16 ----------------------------------------------------------------------------------
 
 

@@ -96,12 +96,13 @@ def test_failed_download_leaves_no_split(fake_ffhq, tmp_path):
 
 def plan_of_one_model(smoke: dict, run_dir: Path) -> str:
     """The dry run of the table after `smoke` is written as the run's config: one model's jobs
-    (one training, its synthesis, re-segmentation and evaluation) and the table, nothing else."""
+    (one training, its synthesis, re-segmentation and evaluation, the model's training figure) and
+    the table, nothing else."""
     (run_dir / "smoke.yaml").write_text(yaml.safe_dump(smoke))
     plan = snakemake("results/table.csv", "-n", "--configfile", "smoke.yaml", cwd=run_dir)
     assert plan.returncode == 0, plan.stderr
     planned = set(re.findall(r"^(\w+)\s+\d+\s*$", plan.stdout, flags=re.M)) - {"total", "job"}
-    assert planned == {"train", "synthesize", "resegment", "evaluate", "table"}, plan.stdout
+    assert planned == {"train", "synthesize", "resegment", "evaluate", "training_figure", "table"}, plan.stdout
     assert re.search(r"^train\s+1\s*$", plan.stdout, flags=re.M), plan.stdout
     return plan.stdout
 
@@ -140,7 +141,8 @@ def test_smoke_config_runs_from_nothing_to_the_table(shared, tmp_path):
     for r in table_rows:
         assert 0 <= float(r["pixel_accuracy_low"]) <= float(r["pixel_accuracy"]) <= float(r["pixel_accuracy_high"]) <= 1
         assert 0 <= float(r["mIoU"]) <= 1 and float(r["FID"]) > 0 and r["n_test"] == "10" and r["resolution"] == "64"
-    for output in ("table.md", "per_class_iou.csv", "figures/samples.png", "figures/per_class_iou.png"):
+    training_figures = [f"figures/training/{model}.png" for model in smoke["compare"]]
+    for output in ("table.md", "per_class_iou.csv", "figures/samples.png", "figures/per_class_iou.png", *training_figures):
         assert (tmp_path / "results" / output).exists(), output
     key = fingerprint("smoke", SMOKE_COMPARE, SMOKE_ITERATIONS, made_by=Path(__file__))
     keep_run("smoke", key, tmp_path, ["results/table.csv", "results/benchmarks"])

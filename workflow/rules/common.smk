@@ -1,6 +1,8 @@
 import csv
 import functools
 
+from snakemake.settings.types import DeploymentMethod
+
 # The workflow's input functions and settings. They need Snakemake's `config` and `checkpoints`,
 # and Snakemake's linter wants functions apart from rules, so they are here; what they decide is in
 # the stages' modules: where files live (pipeline.layout), how a job is launched and which GPUs it
@@ -53,8 +55,13 @@ def parse_truth_shards(wildcards):
 # synthesised, re-segmented and evaluated by jobs of its own, so that a cluster runs them side by
 # side. Then the real images' row.
 RUNS = [run for model in config["compare"] for run in replicate_names(config, model)]
+# Optional packages a setting asks for, before any job runs; with --use-conda the rule's env has them.
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    for run in RUNS:
+        ModelConfig.from_config(config, run).check_packages()
 TABLE_ROWS = [*RUNS, REAL_ROW]
 MODEL_PATTERN = "|".join(map(re.escape, RUNS))
+COMPARED_PATTERN = "|".join(map(re.escape, config["compare"]))
 ROW_PATTERN = "|".join(map(re.escape, TABLE_ROWS))
 
 
@@ -63,6 +70,11 @@ def row_resolution(row):
     if row == REAL_ROW:
         return config["training"]["resolution"]
     return ModelConfig.from_config(config, row).training.resolution
+
+
+def training_run_folder(run):
+    """The folder of a run's checkpoints, samples and running log (results/models/{run}/runs/<key>)."""
+    return str(RESULTS.model(run).run(ModelConfig.from_config(config, run).run_key()).folder)
 
 
 def model_training(wildcards):

@@ -163,7 +163,8 @@ rule evaluate:
 
 rule table:
     """The comparison tables and figures: one row per model in `compare` (over its replicates),
-    then `real`; the long table of every run; the pairwise differences."""
+    then `real`; the long table of every run; the pairwise differences. The models' training
+    figures come with it (not read here), so that the report of a run built for the table has them."""
     input:
         metrics=[RESULTS.metrics(row) for row in TABLE_ROWS],
         confusions=[RESULTS.confusions(row) for row in TABLE_ROWS],
@@ -171,6 +172,7 @@ rule table:
         real=RESULTS.real(row_resolution(REAL_ROW), "test"),
         synth=[RESULTS.synth(model) for model in config["compare"]],
         split=RESULTS.split,
+        training_figures=[RESULTS.figure(f"training/{model}") for model in config["compare"]],
     params:
         # Hashed for the protocol lines; not an input, so that a dry run before the split plans
         # the table without a user's weights file (the evaluations, the table's inputs, need it).

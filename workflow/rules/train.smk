@@ -43,3 +43,35 @@ rule train_all:
     """Every compared model trained, each of its replicates."""
     input:
         [RESULTS.model(run).generator for run in RUNS],
+
+
+rule training_figure:
+    """A model's training curves, its runs (replicates) overlaid, and their last sample grids
+    (read from each run's folder, which training leaves beside train_log.csv)."""
+    input:
+        logs=lambda wildcards: [RESULTS.model(run).train_log for run in replicate_names(config, wildcards.model)],
+    output:
+        report(
+            RESULTS.figure("training/{model}"),
+            caption="../report/training.rst",
+            category="Training",
+            labels={"model": "{model}"},
+        ),
+    wildcard_constraints:
+        model=COMPARED_PATTERN,
+    params:
+        runs=lambda wildcards: [training_run_folder(run) for run in replicate_names(config, wildcards.model)],
+        names=lambda wildcards: replicate_names(config, wildcards.model),
+    log:
+        "results/logs/training_figure/{model}.log",
+    benchmark:
+        "results/benchmarks/training_figure/{model}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m pipeline.training_figure --logs {input.logs} --runs {params.runs:q} --names {params.names:q}"
+        " --title {wildcards.model:q} --out {output} > {log} 2>&1"
