@@ -92,7 +92,7 @@ def train_loop(trainer: Trainer, data: PairedFaces, checkpoints: Checkpoints, ru
     running_log = TrainingLog(run, trainer.objective.LOSSES, trainer.objective.FAKE_LOSS, name, cfg.tensorboard)
     with (
         stop_requests() as stop_requested,
-        running_log.resumed(trainer.step) if world.main else contextlib.nullcontext(),
+        running_log.resumed(trainer.step, cfg.iterations) if world.main else contextlib.nullcontext(),
         progress(total=cfg.iterations, initial=trainer.step, desc=f"train {name}", unit="step",
                  disable=not world.main) as bar,
     ):

@@ -45,11 +45,15 @@ class RunCurves:
         return max(1, round(SMOOTHING_SHARE * len(self.steps)))
 
     def smoothed(self, values: np.ndarray) -> np.ndarray:
-        """The mean over the `window` steps up to each step (fewer at the start)."""
-        sums = np.cumsum(np.concatenate([[0.0], values]))
+        """The mean over the `window` steps up to each step (fewer at the start) of the finite
+        values among them: a NaN or an infinite loss (drawn faint) does not blank the rest."""
+        finite = np.isfinite(values)
+        sums = np.cumsum(np.concatenate([[0.0], np.where(finite, values, 0.0)]))
+        counts = np.cumsum(np.concatenate([[0], finite]))
         ends = np.arange(1, len(values) + 1)
         starts = np.maximum(0, ends - self.window)
-        return (sums[ends] - sums[starts]) / (ends - starts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (sums[ends] - sums[starts]) / (counts[ends] - counts[starts])
 
 
 def health_stretches(steps: np.ndarray, signs: list[str]) -> list[tuple[str, int, int]]:
@@ -105,22 +109,25 @@ def draw(runs: list[RunCurves], title: str, out: Path) -> None:
     for index, run in enumerate(runs):
         tint = colours[index % len(colours)]
         label = run.name if len(runs) > 1 else None
+        marker = "o" if len(run.steps) == 1 else None  # a line needs two points
         shades = ["-", "--", ":", "-."]
         for panel, prefix in ((panels[0], "G_"), (panels[1], "D_")):
             for number, (loss, values) in enumerate(item for item in run.losses.items() if item[0].startswith(prefix)):
                 style = shades[number % len(shades)]
                 panel.plot(run.steps, values, style, color=tint, alpha=0.2, linewidth=0.6)
-                panel.plot(run.steps, run.smoothed(values), style, color=tint, linewidth=1.4,
+                panel.plot(run.steps, run.smoothed(values), style, color=tint, linewidth=1.4, marker=marker,
                            label=f"{loss}" + (f" ({run.name})" if label else ""))  # fmt: skip
         for lr, style in (("lr_G", "-"), ("lr_D", "--")):
             panels[2].plot(run.steps, run.learning_rates[lr], style, color=tint,
                            label=lr + (f" ({run.name})" if label else ""))  # fmt: skip
         panels[3].plot(run.steps, run.img_per_s, color=tint, alpha=0.3, linewidth=0.6)
         panels[3].plot(run.steps, run.smoothed(run.img_per_s), color=tint, label=label)
-        for sign, first, last in run.health:
+        for sign, first, last in run.health:  # half a step either side: a one-step sign shows too
             for panel in panels:
-                panel.axvspan(first, last, color="red" if sign == "D_wins" else "orange", alpha=0.12, linewidth=0)
-            panels[0].annotate(sign, (first, 1), xycoords=("data", "axes fraction"), va="top", fontsize=8, color="red")
+                panel.axvspan(first - 0.5, last + 0.5, color="red" if sign == "D_wins" else "orange", alpha=0.12,
+                              linewidth=0)  # fmt: skip
+            panels[0].annotate(sign + (f" ({run.name})" if label else ""), (first, 1), xycoords=("data", "axes fraction"),
+                               va="top", fontsize=8, color=tint)  # fmt: skip
         for step in run.resumed_from:
             for panel in panels:
                 panel.axvline(step, color=tint, linestyle=":", linewidth=1)
@@ -131,8 +138,8 @@ def draw(runs: list[RunCurves], title: str, out: Path) -> None:
                         f"{' / '.join(map(str, windows))} steps; shaded, a health sign held; dotted, a resume")  # fmt: skip
     for panel, ylabel in zip(panels, ("generator losses", "discriminator losses", "learning rate", "img/s")):
         panel.set_ylabel(ylabel)
-        if panel.get_legend_handles_labels()[0]:
-            panel.legend(fontsize=7, loc="upper right", ncols=2)
+        if panel.get_legend_handles_labels()[0]:  # beside the panel, where many runs cannot cover it
+            panel.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     panels[-1].set_xlabel("step")
     if grids:
         axes = np.atleast_1d(right.subplots(len(grids), 1))

@@ -59,16 +59,18 @@ class TrainingLog:
         self._board = None
 
     @contextmanager
-    def resumed(self, step: int) -> Iterator[None]:
-        """The log as of `step`, open for the rows that follow."""
+    def resumed(self, step: int, iterations: int) -> Iterator[None]:
+        """The log as of `step`, open for the rows that follow until `iterations` (a run started
+        again after its last step resumes nothing: no resume is recorded)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         rows = read_csv(self.path, self.columns) if self.path.exists() else []
         rows = [row for row in rows if int(row["step"]) <= step]
         write_csv(self.path, self.columns, ([row[c] for c in self.columns] for row in rows))
         self.signs = self.health.replay((float(row[self.fake_loss]), float(row["fake_spread"])) for row in rows)
-        if step > 0:
+        if 0 < step < iterations:  # a resume: earlier resumes past this checkpoint were undone with their steps
             resumes = read_csv(self.run.resumes, RESUME_COLUMNS) if self.run.resumes.exists() else []
-            write_csv(self.run.resumes, RESUME_COLUMNS, [*([r["step"]] for r in resumes), [step]])
+            kept = [[row["step"]] for row in resumes if int(row["step"]) < step]
+            write_csv(self.run.resumes, RESUME_COLUMNS, [*kept, [step]])
         # Line-buffered: each row reaches the file when it is written.
         with open(self.path, "a", newline="", buffering=1) as f, self._tensorboard(step):
             self._writer = csv.writer(f)

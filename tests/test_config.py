@@ -253,7 +253,8 @@ def test_tensorboard_without_its_package_is_a_config_error_saying_how_to_install
     done = subprocess.run(
         [sys.executable, "-c", "import importlib.util as u, sys; f = u.find_spec; "
          "u.find_spec = lambda n, *a: None if n == 'tensorboard' else f(n, *a); "
-         f"from snakemake.cli import main; sys.argv = ['snakemake', '-n', '--configfile={layer}']; main()"],
-        cwd=REPO, capture_output=True, text=True,
+         f"from snakemake.cli import main; sys.argv = ['snakemake', '-n', '--snakefile', '{REPO / 'Snakefile'}', "
+         f"'--configfile={layer}']; main()"],
+        cwd=tmp_path, capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode != 0 and "training.tensorboard (model spade)" in done.stdout + done.stderr

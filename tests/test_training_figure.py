@@ -45,6 +45,8 @@ def test_the_figure_draws_each_step_a_resume_a_health_sign_and_the_last_samples(
     assert curves.window == 2
     values = curves.losses["G_gan"]
     np.testing.assert_allclose(curves.smoothed(values)[[0, 1, 50]], [values[0], values[:2].mean(), values[49:51].mean()])
+    values[50] = np.nan  # a diverged step: the mean goes on over the finite values
+    np.testing.assert_allclose(curves.smoothed(values)[[50, 51]], [values[49], values[51]])
 
 
 def test_health_stretches_close_where_a_sign_stops_and_at_the_end():
@@ -56,17 +58,25 @@ def test_health_stretches_close_where_a_sign_stops_and_at_the_end():
 def test_a_resume_is_recorded_in_the_runs_resumes_and_a_fresh_start_is_not(tmp_path):
     run = RunFiles(tmp_path / "run")
     training_log = TrainingLog(run, LOSSES, "D_fake", "spade")
-    with training_log.resumed(0):
+    with training_log.resumed(0, 10):
         training_log.write(1, [1.0, 1.0, 1.0, 1.0, 0.5], (2e-4, 2e-4), 10.0)
     assert not run.resumes.exists()
     for step in (1, 1):
-        with training_log.resumed(step):
-            pass
-    assert run.resumes.read_text().split() == ["step", "1", "1"]
+        with training_log.resumed(step, 10):
+            training_log.write(step + 1, [1.0, 1.0, 1.0, 1.0, 0.5], (2e-4, 2e-4), 10.0)
+    assert run.resumes.read_text().split() == ["step", "1"]  # the same checkpoint again: one resume
+    with training_log.resumed(2, 10):
+        pass
+    with training_log.resumed(1, 10):  # back to an older checkpoint: the resume past it is undone
+        pass
+    assert run.resumes.read_text().split() == ["step", "1"]
+    with training_log.resumed(10, 10):  # started again once finished: nothing resumed
+        pass
+    assert run.resumes.read_text().split() == ["step", "1"]
 
 
 def test_the_cli_overlays_the_runs_of_a_model(tmp_path):
-    runs = [write_run(tmp_path / name, steps, [], {}) for name, steps in (("a", 120), ("b", 100))]
+    runs = [write_run(tmp_path / "a", 120, [60], {70: "D_wins"}), write_run(tmp_path / "b", 1, [], {})]
     out = tmp_path / "figures" / "training" / "spade.png"
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.training_figure", "--logs", *(str(log) for log, _ in runs),
