@@ -26,6 +26,7 @@ LAYERS = {
     "stages": (
         "pipeline.data.", "pipeline.parse.", "pipeline.demo.", "pipeline.train", "pipeline.synthesize",
         "pipeline.evaluate", "pipeline.table", "pipeline.fid", "pipeline.protocol", "pipeline.__main__",
+        "pipeline.training_figure",
     ),
     "tools": ("pipeline.editor.", "benchmarks."),
 }  # fmt: skip

@@ -149,6 +149,7 @@ def test_smoke_config_runs_from_nothing_to_the_table(shared, tmp_path):
     report = snakemake("--report", "report.html", "--configfile", "smoke.yaml", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "report.html").stat().st_size > 10_000
+    assert all(f"How {model} trained" in (tmp_path / "report.html").read_text() for model in smoke["compare"])
 
     # A second training run of spade: one more training job (its synthesis, re-segmentation and
     # evaluation, and the table); spade's first run is kept as it is.
