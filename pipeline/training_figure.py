@@ -12,13 +12,13 @@ before the table.
 from __future__ import annotations
 
 import argparse
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import cli
-from pipeline.errors import PipelineError
 from pipeline.files import atomic_path, read_csv
 from pipeline.layout import RunFiles
 from pipeline.training_log import FOLLOWING, RESUME_COLUMNS, read_rows
@@ -73,10 +73,9 @@ def health_stretches(steps: np.ndarray, signs: list[str]) -> list[tuple[str, int
 def read_run(name: str, log_csv: Path, run: RunFiles) -> RunCurves:
     """One run's curves: its log (the copy beside generator.pt), and from its folder the steps it
     resumed from and its newest sample grid."""
-    rows = read_rows(log_csv)
-    if not rows:
-        raise PipelineError(f"{log_csv}: the training log has no steps")
-    losses = [column for column in rows[0] if column != "step" and column not in FOLLOWING]
+    rows = read_rows(log_csv)  # none for a model of `iterations: 0`, drawn as such
+    with open(log_csv, newline="") as f:
+        losses = [column for column in next(csv.reader(f)) if column != "step" and column not in FOLLOWING]
     steps = np.array([int(row["step"]) for row in rows])
     resumes = read_csv(run.resumes, RESUME_COLUMNS) if run.resumes.exists() else []
     samples = sorted((run.folder / "samples").glob("step_*.png"))
@@ -141,6 +140,8 @@ def draw(runs: list[RunCurves], title: str, out: Path) -> None:
         if panel.get_legend_handles_labels()[0]:  # beside the panel, where many runs cannot cover it
             panel.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     panels[-1].set_xlabel("step")
+    if not any(len(run.steps) for run in runs):
+        panels[0].text(0.5, 0.5, "no training steps (iterations: 0)", transform=panels[0].transAxes, ha="center")
     if grids:
         axes = np.atleast_1d(right.subplots(len(grids), 1))
         for axis, run in zip(axes, grids):

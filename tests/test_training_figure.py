@@ -76,11 +76,12 @@ def test_a_resume_is_recorded_in_the_runs_resumes_and_a_fresh_start_is_not(tmp_p
 
 
 def test_the_cli_overlays_the_runs_of_a_model(tmp_path):
-    runs = [write_run(tmp_path / "a", 120, [60], {70: "D_wins"}), write_run(tmp_path / "b", 1, [], {})]
+    runs = [write_run(tmp_path / "a", 120, [60], {70: "D_wins"}), write_run(tmp_path / "b", 1, [], {}),
+            write_run(tmp_path / "c", 0, [], {})]  # a model of `iterations: 0` logs no step
     out = tmp_path / "figures" / "training" / "spade.png"
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.training_figure", "--logs", *(str(log) for log, _ in runs),
-         "--runs", *(str(run.folder) for _, run in runs), "--names", "spade", "spade#1", "--title", "spade",
+         "--runs", *(str(run.folder) for _, run in runs), "--names", "spade", "spade#1", "spade#2", "--title", "spade",
          "--out", str(out)],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
