@@ -64,11 +64,11 @@ def train(model: ModelConfig, image_paths: list[str], label_paths: list[str], ou
         log.info("%s: %d training pairs at %dx%d on %s", model.name, len(data), cfg.resolution, cfg.resolution, device)
         log.info("%s: %d process(es), global batch %d, %d per process", model.name, world.size, cfg.batch_size,
                  cfg.batch_size // world.size)
-        if world.size > 1 and world.main and distributed.torchrun_grace_s() < launch.SHUTDOWN_TIMEOUT_S:
+        grace = distributed.torchrun_grace_s() if world.size > 1 and world.main else launch.SHUTDOWN_TIMEOUT_S
+        if grace < launch.SHUTDOWN_TIMEOUT_S:
             log.warning("this torch's torchrun (%s) kills the processes %d s after a SIGTERM, not %d: a stop "
                         "at a time limit may come before the checkpoint is saved (torch 2.15 waits as long as "
-                        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT says)",
-                        torch.__version__, distributed.torchrun_grace_s(), launch.SHUTDOWN_TIMEOUT_S)
+                        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT says)", torch.__version__, grace, launch.SHUTDOWN_TIMEOUT_S)
         trainer = Trainer.create(model, device, world)
         log.info("%s: checkpoints, samples and the running log in %s", model.name, run.folder)
         checkpoints = Checkpoints(run.checkpoints, cfg.keep_checkpoints)
